@@ -12,6 +12,7 @@ import pytest
 from google import genai
 from google.genai import types
 
+from services.emulator.background import background_emulator
 from services.emulator.scenario import Scenario, scenario_from_dict
 from services.emulator.server import Emulator, EmulatorSettings
 
@@ -46,7 +47,8 @@ def live_config(manual: bool = True, resumption: bool = True) -> types.LiveConne
 
 @pytest.fixture
 def emulator_factory(tmp_path: Path) -> EmulatorFactory:
-    """Start stand-ins on free loopback ports; each is stopped when its block ends."""
+    """Start stand-ins on free loopback ports, each on its own loop in a thread (as the real
+    service is apart from the client); each is stopped when its block ends."""
     counter = iter(range(1_000_000))
 
     @asynccontextmanager
@@ -56,17 +58,15 @@ def emulator_factory(tmp_path: Path) -> EmulatorFactory:
         n = next(counter)
         if isinstance(scenario, dict):
             scenario = scenario_from_dict(scenario)
-        em = Emulator(
-            EmulatorSettings(
-                scenario=scenario,
-                cert_out=tmp_path / f"emulator-{n}.pem",
-                api_key=API_KEY,
-                trace_path=tmp_path / f"trace-{n}.jsonl",
-                pace=pace,
-                **settings,
-            )
+        em_settings = EmulatorSettings(
+            scenario=scenario,
+            cert_out=tmp_path / f"emulator-{n}.pem",
+            api_key=API_KEY,
+            trace_path=tmp_path / f"trace-{n}.jsonl",
+            pace=pace,
+            **settings,
         )
-        async with em:
+        async with background_emulator(em_settings) as em:
             yield em
 
     return start

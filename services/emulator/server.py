@@ -479,7 +479,8 @@ class LiveConnection:
 
     async def _speak(self, text: str) -> bool:
         """Stream ``text`` as audio with transcription at the set pace; True if barged in."""
-        pcm = synthesize(text)
+        # Synthesis may run espeak-ng: keep it off the loop that judges frame timing.
+        pcm = await asyncio.to_thread(synthesize, text)
         chunk = int(OUTPUT_RATE * self.em.settings.chunk_ms / 1000) * 2
         pieces = [pcm[i : i + chunk] for i in range(0, len(pcm), chunk)] or [b""]
         words = text.split()

@@ -35,9 +35,10 @@ class Trace:
 
     def select(self, event: str | None = None, **match: Any) -> list[TraceRecord]:
         """The in-memory records of ``event`` whose fields equal ``match``."""
+        # A list copy is taken atomically, so the stand-in may keep writing from its thread.
         return [
             r
-            for r in self.records
+            for r in list(self.records)
             if (event is None or r["event"] == event)
             and all(r.get(k) == v for k, v in match.items())
         ]

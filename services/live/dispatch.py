@@ -1,0 +1,118 @@
+"""Tool dispatch: every call of a ``toolCall`` runs concurrently and is answered exactly once.
+
+A call is answered with its tool's result (or error), shaped and checked before it leaves; a
+call the service cancelled, or one whose connection was replaced, is never answered — the
+service would close with 1008 "Requested entity was not found." The gate opens in a
+``finally`` once the last call of the message is resolved, whatever happened to the tools.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from google.genai import types
+
+from services.live.gate import InputGate
+from services.live.shaping import Shaped, shape_response
+from services.tools.registry import ToolRegistry
+
+log = logging.getLogger(__name__)
+
+SendResponse = Callable[[types.FunctionResponse, int], Awaitable[bool]]
+GateOpened = Callable[[], Awaitable[None]]
+ToolResult = Callable[[str, str, dict[str, Any], float], None]
+
+
+class ToolDispatcher:
+    """Runs the calls of ``toolCall`` messages and resolves them on the gate."""
+
+    def __init__(
+        self,
+        registry: ToolRegistry,
+        gate: InputGate,
+        *,
+        send: SendResponse,
+        gate_opened: GateOpened,
+        on_result: ToolResult,
+        cap_chars: int,
+        max_bytes: int,
+    ) -> None:
+        self._registry = registry
+        self._gate = gate
+        self._send = send
+        self._gate_opened = gate_opened
+        self._on_result = on_result
+        self._cap_chars = cap_chars
+        self._max_bytes = max_bytes
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    @property
+    def running(self) -> int:
+        """How many calls are still running."""
+        return len(self._tasks)
+
+    def start(self, calls: Sequence[tuple[str, str, Mapping[str, Any]]]) -> None:
+        """Start a task per (id, name, args); the gate must already be shut for them."""
+        for call_id, name, args in calls:
+            task = asyncio.create_task(
+                self._run(call_id, name, args), name=f"tool:{name}:{call_id}"
+            )
+            self._tasks[call_id] = task
+
+    def cancel(self, ids: list[str]) -> bool:
+        """The service cancelled these calls: stop them, send nothing. True if the gate opened."""
+        for call_id in ids:
+            task = self._tasks.pop(call_id, None)
+            if task is not None:
+                task.cancel()
+        log.info("tool calls cancelled by the service: %s", ", ".join(ids))
+        return self._gate.resolve(ids)
+
+    async def stop_all(self) -> None:
+        """Cancel every running call (the connection is gone) and wait for them to end."""
+        tasks = list(self._tasks.values())
+        self._tasks.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _run(self, call_id: str, name: str, args: Mapping[str, Any]) -> None:
+        started = time.monotonic()
+        try:
+            outcome = await self._registry.call(name, args)
+            shaped = shape_response(outcome.payload, self._cap_chars)
+            if shaped.truncated:
+                log.warning("tool %s response truncated (%s)", name, shaped.note)
+            await self._answer(call_id, name, shaped, started)
+        finally:
+            self._tasks.pop(call_id, None)
+            if self._gate.resolve([call_id]):
+                await self._gate_opened()
+
+    async def _answer(self, call_id: str, name: str, shaped: Shaped, started: float) -> None:
+        # Checked and sent with no await in between: a cancellation cannot slip past the check.
+        pending_name = self._gate.name_of(call_id)
+        if pending_name is None:
+            log.warning(
+                "not answering %s (%s): the call was cancelled or its connection replaced; "
+                "an answer would be closed with 1008 'Requested entity was not found.'",
+                name,
+                call_id,
+            )
+            return
+        if shaped.size > self._max_bytes:
+            log.error(
+                "tool %s response is %d B, over the %d B limit", name, shaped.size, self._max_bytes
+            )
+            shaped = shape_response(
+                {"error": f"{name} produced a response too large to send"}, self._cap_chars
+            )
+        response = types.FunctionResponse(id=call_id, name=pending_name, response=shaped.payload)
+        sent = await self._send(response, shaped.size)
+        elapsed_ms = 1000 * (time.monotonic() - started)
+        if sent:
+            self._on_result(call_id, name, shaped.payload, elapsed_ms)

@@ -1,0 +1,129 @@
+"""The tools the model may call: declarations, argument validation and safe execution.
+
+A tool is a name, a description for the model, a JSON schema for its arguments, an async
+handler and a time-out. :meth:`ToolRegistry.call` never raises (except on cancellation): an
+unknown tool, arguments that break the schema, an exception or a time-out all become an
+``{"error": ...}`` payload the model can speak about.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+log = logging.getLogger(__name__)
+
+ToolHandler = Callable[[dict[str, Any]], Awaitable[Any]]
+EMPTY_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
+
+
+class ToolConfigError(ValueError):
+    """A tool that cannot be declared (bad name, bad schema, duplicate)."""
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """One callable tool. ``handler`` receives the validated arguments."""
+
+    name: str
+    description: str
+    handler: ToolHandler
+    parameters: Mapping[str, Any] = field(default_factory=lambda: dict(EMPTY_SCHEMA))
+    timeout_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class ToolOutcome:
+    """What a call produced: the payload for the model and whether it is an error."""
+
+    payload: dict[str, Any]
+    ok: bool
+
+
+def _error(message: str) -> ToolOutcome:
+    return ToolOutcome({"error": message}, ok=False)
+
+
+def _describe(error: Any) -> str:
+    path = "/".join(str(p) for p in error.absolute_path)
+    return f"{path or 'arguments'}: {error.message}"
+
+
+class ToolRegistry:
+    """The set of tools a session declares to the model."""
+
+    def __init__(self, specs: Iterable[ToolSpec] = ()) -> None:
+        self._specs: dict[str, ToolSpec] = {}
+        self._validators: dict[str, Draft202012Validator] = {}
+        for spec in specs:
+            self.add(spec)
+
+    def add(self, spec: ToolSpec) -> None:
+        """Register ``spec``; raises :class:`ToolConfigError` naming the tool at fault."""
+        if not spec.name.replace("_", "").isalnum() or len(spec.name) > 64:
+            raise ToolConfigError(f"tool {spec.name!r}: name must be letters, digits and _")
+        if spec.name in self._specs:
+            raise ToolConfigError(f"tool {spec.name!r}: declared twice")
+        if spec.timeout_s <= 0:
+            raise ToolConfigError(f"tool {spec.name!r}: timeout must be positive")
+        try:
+            Draft202012Validator.check_schema(dict(spec.parameters))
+        except SchemaError as exc:
+            raise ToolConfigError(
+                f"tool {spec.name!r}: invalid parameters schema: {exc.message}"
+            ) from exc
+        if spec.parameters.get("type") != "object":
+            raise ToolConfigError(f"tool {spec.name!r}: parameters schema must be of type object")
+        self._specs[spec.name] = spec
+        self._validators[spec.name] = Draft202012Validator(dict(spec.parameters))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._specs
+
+    def __iter__(self) -> Any:
+        return iter(self._specs.values())
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def spec(self, name: str) -> ToolSpec | None:
+        """The tool called ``name``, if declared."""
+        return self._specs.get(name)
+
+    def declarations(self) -> list[dict[str, Any]]:
+        """Function declarations as plain dicts (name, description, parametersJsonSchema)."""
+        return [
+            {
+                "name": s.name,
+                "description": s.description,
+                "parameters_json_schema": dict(s.parameters),
+            }
+            for s in self._specs.values()
+        ]
+
+    async def call(self, name: str, args: Mapping[str, Any] | None) -> ToolOutcome:
+        """Run tool ``name`` with ``args``; every failure becomes an error payload."""
+        spec = self._specs.get(name)
+        if spec is None:
+            known = ", ".join(sorted(self._specs)) or "none"
+            return _error(f"unknown tool {name!r}; the tools are: {known}")
+        arguments = dict(args or {})
+        problems = sorted(self._validators[name].iter_errors(arguments), key=lambda e: e.path)
+        if problems:
+            return _error("invalid arguments: " + "; ".join(_describe(p) for p in problems[:3]))
+        try:
+            async with asyncio.timeout(spec.timeout_s):
+                result = await spec.handler(arguments)
+        except TimeoutError:
+            log.warning("tool %s timed out after %.1f s", name, spec.timeout_s)
+            return _error(f"{name} did not finish within {spec.timeout_s:g} s")
+        except Exception as exc:
+            log.warning("tool %s failed: %s", name, exc, exc_info=True)
+            return _error(f"{name} failed: {exc}")
+        return ToolOutcome({"output": result}, ok=True)
