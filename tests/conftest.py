@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import ssl
+import tempfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -15,8 +17,24 @@ from google.genai import types
 from services.emulator.background import background_emulator
 from services.emulator.scenario import Scenario, scenario_from_dict
 from services.emulator.server import Emulator, EmulatorSettings
+from tests.alsa_pcms import install_test_pcms
 
 API_KEY = "test-key"
+
+
+_ALSA_HOME = Path(tempfile.mkdtemp(prefix="plv-alsa-"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Define the test ALSA PCMs before anything in this process opens one."""
+    install_test_pcms(_ALSA_HOME)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the test ALSA configuration."""
+    shutil.rmtree(_ALSA_HOME, ignore_errors=True)
+
+
 EmulatorFactory = Callable[..., AbstractAsyncContextManager[Emulator]]
 
 
