@@ -6,8 +6,10 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 Handler = Callable[[argparse.Namespace], int]
+DEFAULT_CONFIG = Path("/etc/pi-live-voice/config.toml")
 
 
 def _run_emulator(args: argparse.Namespace) -> int:
@@ -21,6 +23,35 @@ def _run_demo(args: argparse.Namespace) -> int:
 
     status: int = run_demo(args)
     return status
+
+
+def _run_devices(args: argparse.Namespace) -> int:
+    from device.audio_devices import print_devices
+
+    status: int = print_devices(args)
+    return status
+
+
+def _run_daemon(args: argparse.Namespace) -> int:
+    from device.daemon import run_daemon
+
+    return run_daemon(args.config)
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from device.config import EX_CONFIG, ConfigError, load_api_key, load_settings
+
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"pi-live-voice: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    print(
+        f"{args.config}: OK ({len(settings.outputs)} outputs, button mode {settings.button.mode})"
+    )
+    if load_api_key() is None:
+        print("note: no API key in GEMINI_API_KEY, GOOGLE_API_KEY or $CREDENTIALS_DIRECTORY")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,10 +71,20 @@ def build_parser() -> argparse.ArgumentParser:
     add_emulator_arguments(emulator)
     emulator.set_defaults(handler=_run_emulator)
 
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="TOML config file")
+    run.set_defaults(handler=_run_daemon)
+
+    check = sub.add_parser("check-config", help="validate the config file and exit")
+    check.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="TOML config file")
+    check.set_defaults(handler=_check_config)
+
     demo = sub.add_parser("demo", help="run the embedded demo against the local stand-in")
     demo.add_argument("--out", default="demo-out", help="folder for the trace and reply audio")
     demo.set_defaults(handler=_run_demo)
 
+    devices = sub.add_parser("devices", help="list ALSA capture and playback PCMs")
+    devices.set_defaults(handler=_run_devices)
     return parser
 
 

@@ -1,0 +1,579 @@
+"""The daemon: the composition root that wires audio, GPIO, the state machine and the session.
+
+This is the one module that knows both the device side and the network side. Every part is
+built from the settings and the injected hardware (audio source and sink, pin factory), and
+runs as a named task in one ``asyncio.TaskGroup``. Events from the button, the VAD, the Live
+session and playback go through the pure :class:`~device.state.DeviceStateMachine`; its
+commands are carried out here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from device import vad
+from device.audio import AudioSink, AudioSource
+from device.capture import AlsaAudioSource
+from device.config import EX_CONFIG, ConfigError, Settings, load_settings, require_api_key
+from device.echo import EchoGate
+from device.events import (
+    ButtonMode,
+    Command,
+    Connected,
+    Event,
+    FlushPlayback,
+    GateOpened,
+    Interrupted,
+    ModelAudio,
+    PauseCapture,
+    PlaybackIdle,
+    Reconnecting,
+    RetrySession,
+    SendActivity,
+    SessionFailed,
+    ShowState,
+    SpeechEnded,
+    SpeechStarted,
+    State,
+    StreamCapture,
+    ToolCallStarted,
+    ToolLed,
+    TurnComplete,
+)
+from device.gpio import Indicators, Outputs, TalkButton
+from device.playback import AlsaAudioSink
+from device.state import DeviceStateMachine
+from services.live.session import (
+    ConnectionState,
+    ConnectionStatus,
+    LiveSession,
+    LiveSessionFatal,
+    SessionEvents,
+)
+from services.tools.registry import ToolRegistry, ToolSpec
+
+log = logging.getLogger(__name__)
+
+# How long a turn the button opened waits for speech, and how long speech may stay unheard after a
+# pending tool call froze the VAD, before the turn is closed.
+NO_SPEECH_S = 5.0
+RESYNC_QUIET_S = 1.0
+PLAYBACK_POLL_S = 0.02
+
+
+class Supervisor(Protocol):
+    """Who is told of the daemon's life: systemd through sd_notify, or nobody."""
+
+    def ready(self) -> None:
+        """Start-up is over."""
+
+    def status(self, text: str) -> None:
+        """A one-line human state."""
+
+    def reloading(self) -> None:
+        """A config reload begins (``ready`` follows when it is done)."""
+
+    def stopping(self) -> None:
+        """Shutdown begins."""
+
+
+class Unsupervised:
+    """The :class:`Supervisor` of a daemon nobody watches."""
+
+    def ready(self) -> None:
+        """Nothing to tell."""
+
+    def status(self, text: str) -> None:
+        """Nothing to tell."""
+
+    def reloading(self) -> None:
+        """Nothing to tell."""
+
+    def stopping(self) -> None:
+        """Nothing to tell."""
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Something the daemon did, for the demo's timeline and for tests."""
+
+    kind: str  # "state", "tool-led", "signal", "tool-call", "tool-result", "said", ...
+    detail: str
+
+
+def _rss_bytes() -> int:
+    """Resident set size now (Linux), for the health line."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def gpio_tools(outputs: Outputs, timeout_s: float) -> list[ToolSpec]:
+    """``set_output`` and ``get_outputs``, with the declared names as the only choices."""
+    if not outputs.devices:
+        return []
+    names = sorted(outputs.devices)
+    described = "; ".join(
+        f"{n}: {outputs.settings[n].description or outputs.settings[n].kind}" for n in names
+    )
+
+    async def set_output(args: dict[str, Any]) -> dict[str, Any]:
+        return outputs.set(args["name"], args.get("on"), args.get("level"))
+
+    async def get_outputs(args: dict[str, Any]) -> list[dict[str, Any]]:
+        return [outputs.state(n) for n in names]
+
+    return [
+        ToolSpec(
+            name="set_output",
+            description=f"Switch or dim one of the device's outputs ({described}).",
+            handler=set_output,
+            parameters={
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string", "enum": names},
+                    "on": {"type": "boolean"},
+                    "level": {"type": "number", "minimum": 0, "maximum": 1},
+                },
+                "required": ["name"],
+                "additionalProperties": False,
+            },
+            timeout_s=timeout_s,
+        ),
+        ToolSpec(
+            name="get_outputs",
+            description="Read the state of every output of the device.",
+            handler=get_outputs,
+            timeout_s=timeout_s,
+        ),
+    ]
+
+
+class Daemon(SessionEvents):
+    """The running device. Build it, then ``await run(stop)``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        api_key: str,
+        *,
+        source: AudioSource,
+        sink: AudioSink,
+        pin_factory: Any,
+        extra_tools: Sequence[ToolSpec] = (),
+        observe: Callable[[Observation], None] | None = None,
+        supervisor: Supervisor | None = None,
+    ) -> None:
+        self.settings = settings
+        self.source = source
+        self.sink = sink
+        self.machine = DeviceStateMachine(settings.button.mode)
+        self.indicators = Indicators(settings.leds, pin_factory)
+        self.outputs = Outputs(settings.outputs, pin_factory)
+        self._pin_factory = pin_factory
+        self._button: TalkButton | None = None
+        self.tools = ToolRegistry(
+            [*gpio_tools(self.outputs, settings.gpio_tool_timeout_s), *extra_tools]
+        )
+        self.session = LiveSession(settings.live, self.tools, api_key, self)
+        self.endpointer = vad.Endpointer(settings.vad)
+        self.echo = EchoGate(settings.echo, settings.vad.frame_ms)
+        self._frame_ms = settings.vad.frame_ms
+        self._uplink: asyncio.Queue[bytes | SendActivity] = asyncio.Queue(maxsize=500)
+        self._retry = asyncio.Event()
+        self._observe = observe or (lambda _: None)
+        self._quiet_frames = 0
+        self._quiet_limit = 0
+        self._uplink_dropped = 0
+        self._next_vad: vad.VadSettings | None = None
+        self.supervisor: Supervisor = supervisor or Unsupervised()
+        self._status_line = ""
+        self.status_line = "starting"
+        # Ready once audio frames flow and the first session is connected.
+        self.ready = asyncio.Event()
+        self._connected_once = False
+        self._heard_once = False
+        self.indicators.show(State.RECONNECTING)
+
+    @property
+    def status_line(self) -> str:
+        """What the device is doing, in one line ("listening", "tool-pending: set_output")."""
+        return self._status_line
+
+    @status_line.setter
+    def status_line(self, text: str) -> None:
+        if text != self._status_line:
+            self._status_line = text
+            self.supervisor.status(text)
+
+    def _check_ready(self) -> None:
+        if self._connected_once and self._heard_once and not self.ready.is_set():
+            self.ready.set()
+
+    # -- health ------------------------------------------------------------------------------
+    def health(self) -> dict[str, int | float]:
+        """The counters of the periodic health line (and the benchmarks)."""
+        capture = self.source.stats
+        playback = self.sink.stats
+        session = self.session.stats
+        return {
+            "FRAMES_IN": capture.frames_in,
+            "FRAMES_OUT": session.frames_sent,
+            "DROPPED_FRAMES": capture.dropped + self._uplink_dropped + session.frames_offline,
+            "GATED_FRAMES": capture.gated + sum(self.session.gate.dropped.values()),
+            "XRUNS": capture.xruns + playback.xruns,
+            "RECONNECTS": session.reconnects,
+            "TOOL_CALLS": session.tool_calls,
+            "RSS_MIB": round(_rss_bytes() / 2**20, 1),
+        }
+
+    async def _report_health(self) -> None:
+        """Log a health line every ``health_interval_s``."""
+        while True:
+            await asyncio.sleep(self.settings.health_interval_s)
+            fields = self.health()
+            log.info(
+                "health: %s; %s",
+                self.status_line,
+                ", ".join(f"{k.lower().replace('_', ' ')} {v}" for k, v in fields.items()),
+                extra={**fields, "LIVE_STATE": self.machine.state.value},
+            )
+
+    # -- reload ------------------------------------------------------------------------------
+    def reload(self) -> list[str]:
+        """Re-read the config file (SIGHUP). Returns the sections that need a restart.
+
+        The VAD, echo and health settings apply at once (the VAD between utterances); the
+        rest — devices, pins, the Live setup — is fixed for the life of the process, so a
+        change there is reported, not half-applied. A config that no longer loads is refused
+        and the running one kept.
+        """
+        try:
+            new = load_settings(self.settings.path)
+        except ConfigError as exc:
+            log.error("reload refused, keeping the running config: %s", exc)  # noqa: TRY400
+            return []
+        old = self.settings
+        live = {"vad", "echo", "health_interval_s"}
+        changed = [
+            name
+            for name in ("live", "capture", "playback", "button", "leds", "outputs", "extra")
+            if getattr(new, name) != getattr(old, name)
+        ]
+        if new.gpio_tool_timeout_s != old.gpio_tool_timeout_s:
+            changed.append("gpio_tool_timeout_s")
+        self.settings = replace(old, **{name: getattr(new, name) for name in live})
+        if new.vad != old.vad:
+            self._next_vad = new.vad
+            self._swap_vad()
+        if new.echo != old.echo:
+            self.echo = EchoGate(new.echo, self._frame_ms)
+        if changed:
+            log.warning(
+                "reloaded vad, echo and health settings; %s changed and apply after a restart "
+                "(systemctl restart pi-live-voice)",
+                ", ".join(changed),
+            )
+        else:
+            log.info("config reloaded")
+        return changed
+
+    def _swap_vad(self) -> None:
+        """Take reloaded VAD settings once no utterance is in progress."""
+        if self._next_vad is None or self.endpointer.in_speech:
+            return
+        if self._next_vad.frame_ms != self._frame_ms:
+            log.warning("vad frame length cannot change live; it applies after a restart")
+        else:
+            self.endpointer = vad.Endpointer(self._next_vad)
+        self._next_vad = None
+
+    # -- events in, commands out -----------------------------------------------------------
+    def dispatch(self, event: Event) -> None:
+        """Feed ``event`` to the state machine and carry out its commands at once."""
+        before = self.machine.state
+        transition = self.machine.handle(event)
+        if not transition.handled:
+            log.debug("ignored %s in state %s", type(event).__name__, before.value)
+        for command in transition.commands:
+            self._execute(command)
+
+    def _execute(self, command: Command) -> None:
+        match command:
+            case ShowState(state):
+                self.indicators.show(state)
+                self._set_status(state)
+                self._observe(Observation("state", state.value))
+            case ToolLed(on):
+                self.indicators.tool_pending(on)
+                self._observe(Observation("tool-led", "on" if on else "off"))
+            case PauseCapture(paused):
+                self.source.paused = paused
+                if paused:
+                    self.endpointer.freeze()
+                else:
+                    self.endpointer.resume()
+                    self._arm_quiet(RESYNC_QUIET_S)
+            case SendActivity():
+                self._enqueue(command)
+            case StreamCapture(on):
+                # A turn the button opened ends when the VAD hears its end, or the silence.
+                if on and self.settings.button.mode is not ButtonMode.HOLD:
+                    self._arm_quiet(NO_SPEECH_S)
+            case FlushPlayback():
+                self.sink.flush()
+                self._observe(Observation("flush", "playback flushed"))
+            case RetrySession():
+                self._retry.set()
+
+    def _set_status(self, state: State) -> None:
+        if state is State.TOOL_PENDING:
+            names = sorted(set(self.session.gate.pending.values()))
+            self.status_line = f"tool-pending: {', '.join(names)}"
+        else:
+            self.status_line = state.value
+        log.info("state: %s", self.status_line, extra={"LIVE_STATE": state.value})
+
+    def _arm_quiet(self, seconds: float) -> None:
+        self._quiet_frames = 0
+        self._quiet_limit = max(1, int(1000 * seconds / self._frame_ms))
+
+    def _enqueue(self, item: bytes | SendActivity) -> None:
+        try:
+            self._uplink.put_nowait(item)
+        except asyncio.QueueFull:
+            # The session is far behind (offline): old audio is worth nothing, signals are.
+            if isinstance(item, SendActivity):
+                self._drop_oldest_audio()
+                self._uplink.put_nowait(item)
+            else:
+                self._uplink_dropped += 1
+
+    def _drop_oldest_audio(self) -> None:
+        queued = [self._uplink.get_nowait() for _ in range(self._uplink.qsize())]
+        kept = [i for i in queued if not isinstance(i, bytes)]
+        self._uplink_dropped += len(queued) - len(kept)
+        for item in kept:
+            self._uplink.put_nowait(item)
+
+    # -- the Live session's callbacks --------------------------------------------------------
+    def on_connection(self, status: ConnectionStatus) -> None:
+        if status.state is ConnectionState.CONNECTED:
+            self.dispatch(Connected())
+            self._connected_once = True
+            self._check_ready()
+        elif status.state is ConnectionState.RECONNECTING:
+            self.dispatch(Reconnecting(status.delay_s or 0.0, status.detail))
+            code = status.report.code if status.report else None
+            after = f"{code} {status.detail}" if code is not None else status.detail
+            self.status_line = f"reconnecting in {status.delay_s or 0:.1f} s after {after}"
+
+    def on_gate(self, shut: bool, calls: tuple[tuple[str, str], ...]) -> None:
+        # Called in the same loop step as the toolCall: the LED lights before any await.
+        self.dispatch(ToolCallStarted(calls) if shut else GateOpened())
+        if shut:
+            self._observe(Observation("tool-call", ", ".join(name for _, name in calls)))
+
+    def on_audio(self, pcm: bytes) -> None:
+        if self.machine.accepting_audio:
+            self.sink.write(pcm)
+        self.dispatch(ModelAudio())
+
+    def on_interrupted(self) -> None:
+        self.dispatch(Interrupted())
+
+    def on_turn_complete(self) -> None:
+        self.dispatch(TurnComplete())
+
+    def on_transcript(self, source: str, text: str) -> None:
+        log.debug("%s said: %s", source, text)
+        self._observe(Observation(f"{source}-said", text))
+
+    def on_tool_result(self, call_id: str, name: str, payload: dict[str, Any], ms: float) -> None:
+        ok = "error" not in payload
+        log.info(
+            "tool %s answered in %.0f ms%s",
+            name,
+            ms,
+            "" if ok else f": {payload['error']}",
+            extra={"TOOL_NAME": name, "TOOL_CALL_ID": call_id, "TOOL_MS": round(ms, 1)},
+        )
+        self._observe(Observation("tool-result", f"{name} → {payload}"))
+
+    # -- tasks ------------------------------------------------------------------------------
+    async def _capture(self) -> None:
+        """Frames from the mic: echo gate, VAD, and the ones the session should hear."""
+        always = self.settings.button.mode is ButtonMode.ALWAYS
+        hold = self.settings.button.mode is ButtonMode.HOLD
+        async for frame in self.source:
+            if not self._heard_once:
+                self._heard_once = True
+                self._check_ready()
+            use = self.echo.classify(self.sink.playing)
+            streaming = self.machine.streaming
+            event = (
+                self.endpointer.process(frame, use) if (always or streaming) and not hold else None
+            )
+            if isinstance(event, vad.SpeechStarted):
+                self.dispatch(SpeechStarted())
+                if self.machine.streaming and not streaming:
+                    for earlier in event.preroll:
+                        self._enqueue(earlier)
+                elif self.machine.streaming:
+                    self._enqueue(frame)
+                continue
+            if isinstance(event, vad.SpeechEnded):
+                self.dispatch(SpeechEnded())
+                self._swap_vad()
+                continue
+            if self.machine.streaming:
+                self._enqueue(frame)
+                self._watch_quiet()
+
+    def _watch_quiet(self) -> None:
+        """Close a turn in which the VAD has heard nothing for too long."""
+        if self.settings.button.mode is ButtonMode.HOLD or self.endpointer.in_speech:
+            self._quiet_frames = 0
+            return
+        self._quiet_frames += 1
+        if self._quiet_limit and self._quiet_frames >= self._quiet_limit:
+            log.info("no speech heard: closing the turn")
+            self.dispatch(SpeechEnded())
+
+    async def _send(self) -> None:
+        """The single path to the session, in order: activity signals and audio."""
+        while True:
+            item = await self._uplink.get()
+            if isinstance(item, SendActivity):
+                self._observe(
+                    Observation("signal", "activityStart" if item.active else "activityEnd")
+                )
+                await self.session.set_activity(item.active)
+            else:
+                await self.session.send_audio(item)
+
+    async def _live(self) -> None:
+        """Keep the session running; after a fatal error, wait for a retry (button press)."""
+        while True:
+            try:
+                await self.session.run()
+            except LiveSessionFatal as exc:
+                # The closure was already logged with its details; no traceback adds to it.
+                log.error("Live session stopped: %s", exc.report.cause)  # noqa: TRY400
+                self.dispatch(SessionFailed(exc.report.cause))
+                self.status_line = f"error: {exc.report.cause}"
+                self._retry.clear()
+                await self._retry.wait()
+                self.session.policy.fatal_count = 0
+
+    async def _playback(self) -> None:
+        """Notice when the speaker has played everything it was given.
+
+        Compared as levels, not edges: a short reply can start and finish between two polls.
+        """
+        while True:
+            await asyncio.sleep(PLAYBACK_POLL_S)
+            if self.machine.playing and not self.sink.playing:
+                self.dispatch(PlaybackIdle())
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set, then stop in order: LEDs off, playback flushed, session
+        closed, audio released."""
+        loop = asyncio.get_running_loop()
+        if self.settings.button.pin is not None:
+            self._button = TalkButton(self.settings.button, self._pin_factory, self.dispatch, loop)
+        try:
+            async with self.source, self.sink, asyncio.TaskGroup() as group:
+                tasks = [
+                    group.create_task(self._live(), name="live-session"),
+                    group.create_task(self._capture(), name="capture"),
+                    group.create_task(self._send(), name="uplink"),
+                    group.create_task(self._playback(), name="playback-watch"),
+                    group.create_task(self._report_health(), name="health"),
+                ]
+                await stop.wait()
+                log.info("stopping")
+                self.supervisor.stopping()
+                self.indicators.close()
+                self.sink.flush()
+                for task in tasks:
+                    task.cancel()
+        finally:
+            if self._button is not None:
+                self._button.close()
+            self.outputs.close()
+            with contextlib.suppress(Exception):
+                self.indicators.close()
+
+
+async def announce_ready(daemon: Daemon) -> None:
+    """Tell the supervisor start-up is over: once audio flows and the first session is
+    connected, or after ``ready_timeout_s`` with the status saying what is missing."""
+    timeout = daemon.settings.ready_timeout_s
+    try:
+        async with asyncio.timeout(timeout):
+            await daemon.ready.wait()
+    except TimeoutError:
+        missing = [
+            what
+            for what, done in (
+                ("no audio from the microphone", daemon._heard_once),
+                ("not connected", daemon._connected_once),
+            )
+            if not done
+        ]
+        why = f"started without {' and '.join(missing)} after {timeout:g} s"
+        log.warning("%s; %s", why, daemon.status_line)
+        daemon.supervisor.status(f"{why}: {daemon.status_line}")
+    daemon.supervisor.ready()
+
+
+async def serve(daemon: Daemon) -> None:
+    """Run ``daemon`` until SIGTERM or SIGINT; SIGHUP reloads its config."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    def reload() -> None:
+        daemon.supervisor.reloading()
+        daemon.reload()
+        daemon.supervisor.ready()
+        daemon.supervisor.status(daemon.status_line)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    async with asyncio.TaskGroup() as group:
+        announcing = group.create_task(announce_ready(daemon), name="ready")
+        await daemon.run(stop)
+        announcing.cancel()
+
+
+def run_daemon(config: Path) -> int:
+    """``pi-live-voice run``: load the config, build the real hardware, serve."""
+    try:
+        settings = load_settings(config)
+        api_key = require_api_key(config)
+    except ConfigError as exc:
+        log.error("%s", exc)  # noqa: TRY400 - the message is the whole story
+        print(f"pi-live-voice: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    daemon = Daemon(
+        settings,
+        api_key,
+        source=AlsaAudioSource(settings.capture),
+        sink=AlsaAudioSink(settings.playback),
+        pin_factory=None,
+    )
+    asyncio.run(serve(daemon))
+    return 0
