@@ -17,7 +17,7 @@ from tests.conftest import EmulatorFactory
 from tests.services.live.harness import FRAME, Recorder, new_session, running, tool
 
 RUNS = 500
-CONCURRENCY = 10
+CONCURRENCY = 5
 TOOL_NAMES = ("fast", "slow", "failing")
 
 
