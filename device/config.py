@@ -85,7 +85,6 @@ class Settings:
     gpio_tool_timeout_s: float = 2.0
     health_interval_s: float = 60.0
     ready_timeout_s: float = 30.0
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 class _Table:

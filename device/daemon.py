@@ -268,7 +268,7 @@ class Daemon(SessionEvents):
         live = {"vad", "echo", "health_interval_s"}
         changed = [
             name
-            for name in ("live", "capture", "playback", "button", "leds", "outputs", "extra")
+            for name in ("live", "capture", "playback", "button", "leds", "outputs")
             if getattr(new, name) != getattr(old, name)
         ]
         if new.gpio_tool_timeout_s != old.gpio_tool_timeout_s:
