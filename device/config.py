@@ -242,6 +242,10 @@ def _vad(path: Path, data: Any, frame_ms: int) -> VadSettings:
         hangover_ms=t.get("hangover_ms", int, d.hangover_ms, _between(frame_ms, 5000)),
         min_utterance_ms=t.get("min_utterance_ms", int, d.min_utterance_ms, _between(0, 5000)),
         max_utterance_ms=t.get("max_utterance_ms", int, d.max_utterance_ms, _between(1000, 120000)),
+        noise_margin_db=float(
+            t.get("noise_margin_db", (int, float), d.noise_margin_db, _between(0, 30))
+        ),
+        noise_window_ms=t.get("noise_window_ms", int, d.noise_window_ms, _between(frame_ms, 60000)),
     )
     t.done()
     return settings

@@ -13,15 +13,21 @@ An utterance goes through three states:
 :class:`SpeechStarted` carries ``preroll_ms`` of audio before the onset plus every frame
 from the onset to the confirming frame, so the first syllable reaches the model after its
 activity start. The frame that carries a :class:`SpeechEnded` is not part of the utterance.
+
+webrtcvad alone takes any loud steady noise (a fan, a hood, traffic) for speech. A frame
+therefore counts as voiced only if webrtcvad says so *and* it is ``noise_margin_db`` above the
+room's noise floor, a low percentile of the last ``noise_window_ms`` (:class:`NoiseFloor`).
 """
 
 from __future__ import annotations
 
 import enum
+import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import webrtcvad
 
 from device.audio import INPUT_RATE, VAD_FRAME_MS
@@ -73,6 +79,8 @@ class VadSettings:
     hangover_ms: int = 500
     min_utterance_ms: int = 200
     max_utterance_ms: int = 15_000
+    noise_margin_db: float = 6.0  # 0 turns the noise floor off
+    noise_window_ms: int = 3_000
 
     def __post_init__(self) -> None:
         if self.frame_ms not in VAD_FRAME_MS:
@@ -83,6 +91,8 @@ class VadSettings:
             raise ValueError("hangover_ms must be at least one frame")
         if self.max_utterance_ms <= self.min_utterance_ms:
             raise ValueError("max_utterance_ms must exceed min_utterance_ms")
+        if self.noise_margin_db < 0 or self.noise_window_ms < self.frame_ms:
+            raise ValueError("noise_margin_db must be >= 0 and noise_window_ms at least one frame")
 
     def frames(self, ms: int) -> int:
         """``ms`` as a whole number of frames, rounded up."""
@@ -145,6 +155,43 @@ class WebrtcClassifier:
         return bool(vad.is_speech(frame, INPUT_RATE))
 
 
+def level_db(frame: bytes) -> float:
+    """The frame's power in dB relative to one LSB² (digital silence is 0 dB)."""
+    samples = np.frombuffer(frame, dtype="<i2").astype(np.float64)
+    return 10 * math.log10(float(np.mean(samples * samples)) + 1.0)
+
+
+class NoiseFloor:
+    """The room's steady noise level: a low percentile of the frame levels of a sliding window.
+
+    The floor follows the room down at once and up only when the quiet frames have left the
+    window, so speech (which always pauses) does not lift it, while a fan that keeps running
+    becomes the new floor within one window. A percentile rather than the minimum, because
+    the level of rumbling noise swings from frame to frame and its quietest frame would set
+    the floor far below its typical level.
+    """
+
+    PERCENTILE = 10.0
+
+    def __init__(self, window_frames: int, margin_db: float) -> None:
+        self._levels: deque[float] = deque(maxlen=window_frames)
+        self._margin_db = margin_db
+
+    @property
+    def floor_db(self) -> float | None:
+        """The current floor; None before the first frame."""
+        return self._floor() if self._levels else None
+
+    def _floor(self) -> float:
+        return float(np.percentile(self._levels, self.PERCENTILE))
+
+    def above(self, frame: bytes) -> bool:
+        """Take ``frame`` into the window; True if it stands ``margin_db`` above the floor."""
+        level = level_db(frame)
+        self._levels.append(level)
+        return level >= self._floor() + self._margin_db
+
+
 class _State(enum.Enum):
     IDLE = "idle"
     CANDIDATE = "candidate"
@@ -160,6 +207,11 @@ class Endpointer:
         self.settings = settings or VadSettings()
         self._classify = classifier or WebrtcClassifier(self.settings)
         s = self.settings
+        self._floor = (
+            NoiseFloor(s.frames(s.noise_window_ms), s.noise_margin_db)
+            if s.noise_margin_db > 0
+            else None
+        )
         self._frame_bytes = frame_bytes(s.frame_ms, INPUT_RATE)
         self._preroll = s.frames(s.preroll_ms)
         self._hangover = s.frames(s.hangover_ms)
@@ -181,6 +233,11 @@ class Endpointer:
     def hangover_frames(self) -> int:
         """Silent frames after the last voiced one before an utterance ends."""
         return self._hangover
+
+    @property
+    def noise_floor_db(self) -> float | None:
+        """The noise floor the margin is measured from; None when off or before any frame."""
+        return self._floor.floor_db if self._floor is not None else None
 
     @property
     def in_speech(self) -> bool:
@@ -208,7 +265,8 @@ class Endpointer:
         if use is FrameUse.DISCARD:
             return self._discard(index)
         strict = use is FrameUse.STRICT
-        voiced = self._classify(frame, strict and self._state is not _State.SPEECH)
+        loud = self._floor is None or self._floor.above(frame)
+        voiced = self._classify(frame, strict and self._state is not _State.SPEECH) and loud
         self._history.append(frame)
         if self._state is _State.IDLE:
             return self._idle(index, voiced, strict)
