@@ -20,11 +20,23 @@ from device.echo import EchoMode, EchoSettings
 from device.events import ButtonMode
 from device.vad import StartTrigger, VadSettings
 from services.live.settings import LiveSettings
+from services.tools.declarations import (
+    SettingError,
+    ToolDeclaration,
+    parse_home_assistant,
+    parse_mqtt,
+    parse_tools,
+)
+from services.tools.ha_device import HaDeviceSettings
+from services.tools.home_assistant import HomeAssistantSettings
+from services.tools.mqtt import MqttSettings
 
 DEFAULT_PATH = Path("/etc/pi-live-voice/config.toml")
 EX_CONFIG = 78
 API_KEY_CREDENTIAL = "gemini-api-key"
 OUTPUT_KINDS = ("relay", "led", "pwm")
+# The GPIO tools' names; a [[tools]] entry may not take them.
+GPIO_TOOL_NAMES = ("set_output", "get_outputs")
 T = TypeVar("T")
 
 
@@ -85,6 +97,10 @@ class Settings:
     gpio_tool_timeout_s: float = 2.0
     health_interval_s: float = 60.0
     ready_timeout_s: float = 30.0
+    mqtt: MqttSettings | None = None
+    ha_device: HaDeviceSettings | None = None
+    home_assistant: HomeAssistantSettings | None = None
+    tools: tuple[ToolDeclaration, ...] = ()
 
 
 class _Table:
@@ -336,9 +352,35 @@ def _check_pins(path: Path, settings: Settings) -> None:
         used[pin] = key
 
 
+def _home_actions(
+    path: Path, top: _Table
+) -> tuple[
+    MqttSettings | None,
+    HaDeviceSettings | None,
+    HomeAssistantSettings | None,
+    tuple[ToolDeclaration, ...],
+]:
+    """``[mqtt]``, ``[home_assistant]`` and ``[[tools]]``, parsed in services.tools."""
+    mqtt_data = top.optional("mqtt", dict)
+    ha_data = top.optional("home_assistant", dict)
+    try:
+        mqtt, device = (None, None) if mqtt_data is None else parse_mqtt(mqtt_data)
+        ha = None if ha_data is None else parse_home_assistant(ha_data)
+        tools = parse_tools(
+            top.get("tools", list, []),
+            mqtt=mqtt is not None,
+            home_assistant=ha is not None,
+            reserved=GPIO_TOOL_NAMES,
+        )
+    except SettingError as exc:
+        raise ConfigError(path, exc.key, exc.reason) from exc
+    return mqtt, device, ha, tools
+
+
 def parse_settings(data: Mapping[str, Any], path: Path) -> Settings:
     """Validate decoded TOML ``data`` read from ``path``."""
     top = _Table(path, "", dict(data))
+    mqtt, ha_device, home_assistant, tools = _home_actions(path, top)
     capture, playback = _audio(path, top.get("audio", dict, {}))
     daemon = _Table(path, "daemon", top.get("daemon", dict, {}))
     settings = Settings(
@@ -354,6 +396,10 @@ def parse_settings(data: Mapping[str, Any], path: Path) -> Settings:
         gpio_tool_timeout_s=float(daemon.get("gpio_tool_timeout_s", NUMBER, 2.0, _positive)),
         health_interval_s=float(daemon.get("health_interval_s", NUMBER, 60.0, _between(1, 86400))),
         ready_timeout_s=float(daemon.get("ready_timeout_s", NUMBER, 30.0, _between(1, 600))),
+        mqtt=mqtt,
+        ha_device=ha_device,
+        home_assistant=home_assistant,
+        tools=tools,
     )
     daemon.done()
     top.done()

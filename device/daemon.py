@@ -59,6 +59,10 @@ from services.live.session import (
     LiveSessionFatal,
     SessionEvents,
 )
+from services.tools.actions import build_tools
+from services.tools.ha_device import HaDevice
+from services.tools.home_assistant import HomeAssistant
+from services.tools.mqtt import MqttConnection
 from services.tools.registry import ToolRegistry, ToolSpec
 
 log = logging.getLogger(__name__)
@@ -183,8 +187,19 @@ class Daemon(SessionEvents):
         self.outputs = Outputs(settings.outputs, pin_factory)
         self._pin_factory = pin_factory
         self._button: TalkButton | None = None
+        # Home actions: one MQTT connection and one Home Assistant client for all the tools.
+        self.mqtt = None if settings.mqtt is None else MqttConnection(settings.mqtt)
+        self.ha_device = (
+            None
+            if self.mqtt is None or settings.ha_device is None
+            else HaDevice(settings.ha_device, self.mqtt)
+        )
+        self.home_assistant = (
+            None if settings.home_assistant is None else HomeAssistant(settings.home_assistant)
+        )
+        home_tools = build_tools(settings.tools, mqtt=self.mqtt, home_assistant=self.home_assistant)
         self.tools = ToolRegistry(
-            [*gpio_tools(self.outputs, settings.gpio_tool_timeout_s), *extra_tools]
+            [*gpio_tools(self.outputs, settings.gpio_tool_timeout_s), *home_tools, *extra_tools]
         )
         self.session = LiveSession(settings.live, self.tools, api_key, self)
         self.endpointer = vad.Endpointer(settings.vad)
@@ -205,6 +220,8 @@ class Daemon(SessionEvents):
         self._connected_once = False
         self._heard_once = False
         self.indicators.show(State.RECONNECTING)
+        if self.ha_device is not None:
+            self.ha_device.show_state(State.RECONNECTING.value)
 
     @property
     def status_line(self) -> str:
@@ -216,6 +233,8 @@ class Daemon(SessionEvents):
         if text != self._status_line:
             self._status_line = text
             self.supervisor.status(text)
+            if self.ha_device is not None:
+                self.ha_device.show_status(text)
 
     def _check_ready(self) -> None:
         if self._connected_once and self._heard_once and not self.ready.is_set():
@@ -268,7 +287,10 @@ class Daemon(SessionEvents):
         live = {"vad", "echo", "health_interval_s"}
         changed = [
             name
-            for name in ("live", "capture", "playback", "button", "leds", "outputs")
+            for name in (
+                *("live", "capture", "playback", "button", "leds", "outputs"),
+                *("mqtt", "ha_device", "home_assistant", "tools"),
+            )
             if getattr(new, name) != getattr(old, name)
         ]
         if new.gpio_tool_timeout_s != old.gpio_tool_timeout_s:
@@ -344,6 +366,8 @@ class Daemon(SessionEvents):
         else:
             self.status_line = state.value
         log.info("state: %s", self.status_line, extra={"LIVE_STATE": state.value})
+        if self.ha_device is not None:
+            self.ha_device.show_state(state.value)
 
     def _arm_quiet(self, seconds: float) -> None:
         self._quiet_frames = 0
@@ -502,11 +526,15 @@ class Daemon(SessionEvents):
                     group.create_task(self._playback(), name="playback-watch"),
                     group.create_task(self._report_health(), name="health"),
                 ]
+                if self.mqtt is not None:
+                    tasks.append(group.create_task(self.mqtt.run(), name="mqtt"))
                 await stop.wait()
                 log.info("stopping")
                 self.supervisor.stopping()
                 self.indicators.close()
                 self.sink.flush()
+                if self.ha_device is not None:
+                    await self.ha_device.goodbye()
                 for task in tasks:
                     task.cancel()
         finally:
@@ -515,6 +543,8 @@ class Daemon(SessionEvents):
             self.outputs.close()
             with contextlib.suppress(Exception):
                 self.indicators.close()
+            if self.home_assistant is not None:
+                await self.home_assistant.aclose()
 
 
 async def announce_ready(daemon: Daemon) -> None:

@@ -86,7 +86,10 @@ def daemon_settings(em: Emulator, mode: str, **sections: Any) -> Settings:
         "outputs": [{"name": "kitchen_light", "pin": LIGHT_PIN, "kind": "relay"}],
     }
     for name, values in sections.items():
-        data.setdefault(name, {}).update(values)
+        if isinstance(values, list):
+            data[name] = values  # an array of tables ([[tools]], [[outputs]]) replaces
+        else:
+            data.setdefault(name, {}).update(values)
     return parse_settings(data, Path("test-config.toml"))
 
 
