@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 APT_PACKAGES := build-essential libasound2-dev libsystemd-dev pkg-config espeak-ng sox \
 	mosquitto alsa-utils systemd python3-venv python3-dev
 
-.PHONY: test demo lint typecheck pytest system-packages venv lock clean
+.PHONY: test demo install lint typecheck pytest system-packages venv lock clean
 
 system-packages:
 	@missing=""; \
@@ -47,6 +47,51 @@ test: lint typecheck pytest
 
 demo: venv
 	$(BIN)/pi-live-voice demo
+
+# The daemon as a systemd service: a venv under PREFIX, the unit, the config (an existing one
+# is kept) and a root-only credentials directory with an empty key file. DESTDIR stages it all
+# under another root (packaging, tests). VENV_SRC copies an existing venv instead of building
+# one with the pinned requirements (the tests pass .venv; an editable install in it keeps
+# pointing at this checkout, so a device uses the default). Scripts name their interpreter by
+# absolute path, so they are pointed at where the venv will run; the service's throw-away user
+# must be able to read it all.
+PREFIX ?= /opt/pi-live-voice
+VENV_SRC ?=
+CONF_DIR := /etc/pi-live-voice
+UNIT_DIR := /etc/systemd/system
+INSTALL_VENV = $(abspath $(DESTDIR)$(PREFIX))/venv
+
+install: $(if $(VENV_SRC),,system-packages)
+	rm -rf "$(INSTALL_VENV).new"
+	mkdir -p "$(dir $(INSTALL_VENV))"
+	if [ -n "$(VENV_SRC)" ]; then \
+		cp -a "$(VENV_SRC)" "$(INSTALL_VENV).new"; \
+	else \
+		$(PYTHON) -m venv "$(INSTALL_VENV).new"; \
+		"$(INSTALL_VENV).new/bin/pip" install -q -c requirements.lock .; \
+	fi
+	from="$(if $(VENV_SRC),$(abspath $(VENV_SRC)),$(INSTALL_VENV).new)"; \
+	grep -rlIF "$$from" "$(INSTALL_VENV).new/bin" | xargs -r sed -i "s|$$from|$(PREFIX)/venv|g"
+	chmod -R go+rX,go-w "$(INSTALL_VENV).new"
+	rm -rf "$(INSTALL_VENV)"
+	mv "$(INSTALL_VENV).new" "$(INSTALL_VENV)"
+	install -d -m 0755 "$(DESTDIR)$(UNIT_DIR)" "$(DESTDIR)$(CONF_DIR)"
+	sed 's|/opt/pi-live-voice|$(PREFIX)|g' systemd/pi-live-voice.service \
+		> "$(DESTDIR)$(UNIT_DIR)/pi-live-voice.service"
+	chmod 0644 "$(DESTDIR)$(UNIT_DIR)/pi-live-voice.service"
+	[ -e "$(DESTDIR)$(CONF_DIR)/config.toml" ] || \
+		install -m 0644 systemd/config.example.toml "$(DESTDIR)$(CONF_DIR)/config.toml"
+	install -d -m 0700 "$(DESTDIR)$(CONF_DIR)/credentials"
+	[ -e "$(DESTDIR)$(CONF_DIR)/credentials/gemini-api-key" ] || \
+		install -m 0600 /dev/null "$(DESTDIR)$(CONF_DIR)/credentials/gemini-api-key"
+	@echo
+	@echo "Installed. Then, as root:"
+	@echo "  # the API key, as a root-only credential (never in config.toml):"
+	@echo "  systemd-ask-password -n 'Gemini API key:' > $(CONF_DIR)/credentials/gemini-api-key"
+	@echo "  # or encrypted at rest with this machine's key (then a drop-in, see README):"
+	@echo "  systemd-ask-password -n 'Gemini API key:' | systemd-creds encrypt --name=gemini-api-key - $(CONF_DIR)/credentials/gemini-api-key.cred"
+	@echo "  $(PREFIX)/venv/bin/pi-live-voice check-config --config $(CONF_DIR)/config.toml"
+	@echo "  systemctl daemon-reload && systemctl enable --now pi-live-voice"
 
 # Regenerates the lock from a fresh resolution of pyproject.toml.
 lock: system-packages

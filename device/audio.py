@@ -88,6 +88,7 @@ class CaptureStats:
     gated: int  # discarded while paused
     xruns: int  # overruns the device reported (audio lost, stream recovered)
     reopens: int  # times the device failed and was opened again
+    device_open: bool = True  # False while the device is missing and being retried
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ class AlsaAudioSource:
         self._frames_in = 0
         self._xruns = 0
         self._reopens = 0
+        self._device_open = False
 
     @property
     def frame_bytes(self) -> int:
@@ -76,6 +77,7 @@ class AlsaAudioSource:
             gated=bridge.gated if bridge is not None else 0,
             xruns=self._xruns,
             reopens=self._reopens,
+            device_open=self._device_open,
         )
 
     async def __aenter__(self) -> Self:
@@ -152,26 +154,31 @@ class AlsaAudioSource:
                         request.device,
                         exc,
                         delay,
+                        extra={"AUDIO_DEVICE": request.device},
                     )
                     _resolve(first_attempt)
                     self._stop.wait(delay)
                     continue
                 opened += 1
                 self._reopens = opened - 1
+                self._device_open = True
                 _resolve(first_attempt)
                 try:
                     if self._pump(pcm, request, bridge):
                         delays = self._settings.retry.delays()
                 except PcmError as exc:
+                    self._device_open = False
                     delay = next(delays)
                     log.warning(
                         "capture device %r failed: %s; reopening in %.2f s",
                         request.device,
                         exc,
                         delay,
+                        extra={"AUDIO_DEVICE": request.device},
                     )
                     self._stop.wait(delay)
                 finally:
+                    self._device_open = False
                     pcm.close()
         except Exception:
             log.exception("capture thread for %r crashed", request.device)
@@ -196,13 +203,19 @@ class AlsaAudioSource:
             grant.period_ms,
             grant.buffer_frames,
             "" if resampler.passthrough else f", resampling to {INPUT_RATE} Hz",
+            extra={"AUDIO_DEVICE": request.device},
         )
         read_any = False
         while not self._stop.is_set():
             data = pcm.read()
             if data is None:
                 self._xruns += 1
-                log.warning("capture overrun on %r (%d so far)", request.device, self._xruns)
+                log.warning(
+                    "capture overrun on %r (%d so far)",
+                    request.device,
+                    self._xruns,
+                    extra={"AUDIO_DEVICE": request.device, "XRUNS": self._xruns},
+                )
                 continue
             read_any = True
             samples = resampler.process(to_mono(data, grant.channels))

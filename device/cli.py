@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from device.journal import setup_logging
 
 Handler = Callable[[argparse.Namespace], int]
 DEFAULT_CONFIG = Path("/etc/pi-live-voice/config.toml")
@@ -91,10 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen sub-command; returns the exit status."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(args.verbose, os.environ)
     handler: Handler = args.handler
     return handler(args)
 

@@ -50,6 +50,7 @@ from device.events import (
     TurnComplete,
 )
 from device.gpio import Indicators, Outputs, TalkButton
+from device.notify import SystemdSupervisor, Watchdog, watchdog_period
 from device.playback import AlsaAudioSink
 from device.state import DeviceStateMachine
 from services.live.session import (
@@ -241,6 +242,11 @@ class Daemon(SessionEvents):
             self.ready.set()
 
     # -- health ------------------------------------------------------------------------------
+    def capture_progress(self) -> int | None:
+        """Frames captured so far; None while no microphone is open (it is being retried)."""
+        stats = self.source.stats
+        return stats.frames_in if stats.device_open else None
+
     def health(self) -> dict[str, int | float]:
         """The counters of the periodic health line (and the benchmarks)."""
         capture = self.source.stats
@@ -569,24 +575,33 @@ async def announce_ready(daemon: Daemon) -> None:
     daemon.supervisor.ready()
 
 
-async def serve(daemon: Daemon) -> None:
-    """Run ``daemon`` until SIGTERM or SIGINT; SIGHUP reloads its config."""
+async def serve(daemon: Daemon, watchdog: Watchdog | None = None) -> None:
+    """Run ``daemon`` until SIGTERM or SIGINT; SIGHUP reloads its config. ``watchdog``, if
+    given, pings systemd while the daemon is healthy."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
     def reload() -> None:
-        daemon.supervisor.reloading()
+        # Before the first READY=1 systemd is still starting the unit, and a READY=1 here would
+        # end start-up before audio and the session are up: the reload then goes ahead unsaid.
+        announced = announcing.done() and not stop.is_set()
+        if announced:
+            daemon.supervisor.reloading()
         daemon.reload()
-        daemon.supervisor.ready()
-        daemon.supervisor.status(daemon.status_line)
+        if announced:
+            daemon.supervisor.ready()
+            daemon.supervisor.status(daemon.status_line)
 
     loop.add_signal_handler(signal.SIGHUP, reload)
     async with asyncio.TaskGroup() as group:
         announcing = group.create_task(announce_ready(daemon), name="ready")
+        watching = None if watchdog is None else group.create_task(watchdog.run(), name="watchdog")
         await daemon.run(stop)
         announcing.cancel()
+        if watching is not None:
+            watching.cancel()
 
 
 def run_daemon(config: Path) -> int:
@@ -595,15 +610,23 @@ def run_daemon(config: Path) -> int:
         settings = load_settings(config)
         api_key = require_api_key(config)
     except ConfigError as exc:
-        log.error("%s", exc)  # noqa: TRY400 - the message is the whole story
+        log.error(  # noqa: TRY400 - the message is the whole story
+            "%s", exc, extra={"CONFIG_FILE": str(exc.path), "CONFIG_KEY": exc.key or None}
+        )
         print(f"pi-live-voice: {exc}", file=sys.stderr)
         return EX_CONFIG
+    supervisor = SystemdSupervisor()
     daemon = Daemon(
         settings,
         api_key,
         source=AlsaAudioSource(settings.capture),
         sink=AlsaAudioSink(settings.playback),
         pin_factory=None,
+        supervisor=supervisor,
     )
-    asyncio.run(serve(daemon))
+    period = watchdog_period(os.environ, os.getpid())
+    watchdog = None
+    if period is not None and supervisor.enabled:
+        watchdog = Watchdog(period, daemon.capture_progress, supervisor.watchdog)
+    asyncio.run(serve(daemon, watchdog))
     return 0

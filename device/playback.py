@@ -209,6 +209,7 @@ class AlsaAudioSink:
                         request.device,
                         exc,
                         delay,
+                        extra={"AUDIO_DEVICE": request.device},
                     )
                     _resolve(first_attempt)
                     self._wait_stop(delay)
@@ -227,6 +228,7 @@ class AlsaAudioSink:
                         request.device,
                         exc,
                         delay,
+                        extra={"AUDIO_DEVICE": request.device},
                     )
                     self._lose_device()
                     self._wait_stop(delay)
@@ -288,6 +290,7 @@ class AlsaAudioSink:
             grant.period_ms,
             grant.buffer_frames,
             "" if resampler.passthrough else f", resampling from {OUTPUT_RATE} Hz",
+            extra={"AUDIO_DEVICE": request.device},
         )
         period_s = grant.period_ms / 1000
         generation = self._generation
@@ -336,5 +339,8 @@ class AlsaAudioSink:
                 self._frames_written += len(piece) // frame_size
             if xruns:
                 log.warning(
-                    "playback underrun on %r (%d so far)", self._settings.device, self._xruns
+                    "playback underrun on %r (%d so far)",
+                    self._settings.device,
+                    self._xruns,
+                    extra={"AUDIO_DEVICE": self._settings.device, "XRUNS": self._xruns},
                 )

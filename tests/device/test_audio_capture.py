@@ -172,6 +172,7 @@ async def test_missing_device_is_retried_until_it_appears(
     speech = tone(440.0, 1.0, INPUT_RATE)
     async with asyncio.timeout(20), AlsaAudioSource(settings) as source:
         assert source.grant is None
+        assert not source.stats.device_open  # what the watchdog takes for "retrying"
         # The source keeps trying while the rest of the program runs.
         async with asyncio.timeout(5):
             while len(caplog.records) < 2:  # noqa: ASYNC110 - log records have no event
@@ -187,4 +188,5 @@ async def test_missing_device_is_retried_until_it_appears(
             first = await anext(source)
             assert source.grant is not None
             assert source.grant.rate == INPUT_RATE
+            assert source.stats.device_open
             assert first == speech[: len(first)]
