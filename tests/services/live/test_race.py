@@ -16,8 +16,8 @@ from typing import Any
 from tests.conftest import EmulatorFactory
 from tests.services.live.harness import FRAME, Recorder, new_session, running, tool
 
-RUNS = 500
-CONCURRENCY = 5
+RUNS = 300
+CONCURRENCY = 3
 TOOL_NAMES = ("fast", "slow", "failing")
 
 
