@@ -157,6 +157,10 @@ class AudioSink(Protocol):
         """Discard queued audio and what the device holds, at once (barge-in, cancel)."""
         ...
 
+    async def wait_idle(self) -> None:
+        """Return once nothing is queued or playing (at once if nothing is)."""
+        ...
+
     async def __aenter__(self) -> Self: ...
 
     async def __aexit__(
