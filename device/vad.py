@@ -21,6 +21,7 @@ room's noise floor, a low percentile of the last ``noise_window_ms`` (:class:`No
 
 from __future__ import annotations
 
+import bisect
 import enum
 import math
 from collections import deque
@@ -157,8 +158,8 @@ class WebrtcClassifier:
 
 def level_db(frame: bytes) -> float:
     """The frame's power in dB relative to one LSB² (digital silence is 0 dB)."""
-    samples = np.frombuffer(frame, dtype="<i2").astype(np.float64)
-    return 10 * math.log10(float(np.mean(samples * samples)) + 1.0)
+    samples = np.frombuffer(frame, dtype="<i2").astype(np.int64)
+    return 10 * math.log10(int(np.dot(samples, samples)) / max(1, len(samples)) + 1.0)
 
 
 class NoiseFloor:
@@ -168,27 +169,36 @@ class NoiseFloor:
     window, so speech (which always pauses) does not lift it, while a fan that keeps running
     becomes the new floor within one window. A percentile rather than the minimum, because
     the level of rumbling noise swings from frame to frame and its quietest frame would set
-    the floor far below its typical level.
+    the floor far below its typical level. The window is also kept sorted, so the percentile
+    costs a bisection per frame rather than a sort (this runs 50 times a second).
     """
 
     PERCENTILE = 10.0
 
     def __init__(self, window_frames: int, margin_db: float) -> None:
         self._levels: deque[float] = deque(maxlen=window_frames)
+        self._sorted: list[float] = []
         self._margin_db = margin_db
 
     @property
     def floor_db(self) -> float | None:
         """The current floor; None before the first frame."""
-        return self._floor() if self._levels else None
+        return self._floor() if self._sorted else None
 
     def _floor(self) -> float:
-        return float(np.percentile(self._levels, self.PERCENTILE))
+        # Linear between the two nearest ranks, as numpy.percentile has it.
+        position = self.PERCENTILE / 100 * (len(self._sorted) - 1)
+        low = int(position)
+        high = min(low + 1, len(self._sorted) - 1)
+        return self._sorted[low] + (self._sorted[high] - self._sorted[low]) * (position - low)
 
     def above(self, frame: bytes) -> bool:
         """Take ``frame`` into the window; True if it stands ``margin_db`` above the floor."""
         level = level_db(frame)
+        if len(self._levels) == self._levels.maxlen:
+            del self._sorted[bisect.bisect_left(self._sorted, self._levels[0])]
         self._levels.append(level)
+        bisect.insort(self._sorted, level)
         return level >= self._floor() + self._margin_db
 
 
