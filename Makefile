@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 APT_PACKAGES := build-essential libasound2-dev libsystemd-dev pkg-config espeak-ng sox \
 	mosquitto alsa-utils systemd python3-venv python3-dev
 
-.PHONY: test demo install lint typecheck pytest system-packages venv lock clean
+.PHONY: test demo bench install lint typecheck pytest system-packages venv lock clean
 
 system-packages:
 	@missing=""; \
@@ -33,8 +33,8 @@ $(BIN)/.installed: pyproject.toml requirements.lock | system-packages
 venv: system-packages $(BIN)/.installed
 
 lint: venv
-	$(BIN)/ruff check device services tests
-	$(BIN)/ruff format --check device services tests
+	$(BIN)/ruff check device services tests bench
+	$(BIN)/ruff format --check device services tests bench
 
 typecheck: venv
 	$(BIN)/mypy
@@ -47,6 +47,11 @@ test: lint typecheck pytest
 
 demo: venv
 	$(BIN)/pi-live-voice demo
+
+# The benchmarks against the local stand-in (not part of test): writes bench/report.md,
+# bench/report.json and the plots next to them, from scratch.
+bench: venv
+	$(BIN)/python -m bench.run --size full
 
 # The daemon as a systemd service: a venv under PREFIX, the unit, the config (an existing one
 # is kept) and a root-only credentials directory with an empty key file. DESTDIR stages it all
