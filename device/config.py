@@ -26,6 +26,7 @@ from services.tools.declarations import (
     parse_home_assistant,
     parse_mqtt,
     parse_tools,
+    read_credential,
 )
 from services.tools.ha_device import HaDeviceSettings
 from services.tools.home_assistant import HomeAssistantSettings
@@ -426,12 +427,7 @@ def load_api_key(environ: Mapping[str, str] = os.environ) -> str | None:
     for name in ("GEMINI_API_KEY", "GOOGLE_API_KEY"):
         if environ.get(name):
             return environ[name].strip()
-    directory = environ.get("CREDENTIALS_DIRECTORY")
-    if directory:
-        candidate = Path(directory) / API_KEY_CREDENTIAL
-        if candidate.is_file():
-            return candidate.read_text(encoding="utf-8").strip() or None
-    return None
+    return read_credential(API_KEY_CREDENTIAL, environ)
 
 
 def require_api_key(config: Path, environ: Mapping[str, str] = os.environ) -> str:

@@ -1,11 +1,11 @@
-"""Fixtures shared by every test: the local Live stand-in and SDK clients that trust it."""
+"""Fixtures shared by every test: the local Live stand-in, SDK clients that trust it, a broker."""
 
 from __future__ import annotations
 
 import shutil
 import ssl
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from services.emulator.background import background_emulator
 from services.emulator.scenario import Scenario, scenario_from_dict
 from services.emulator.server import Emulator, EmulatorSettings
 from tests.alsa_pcms import install_test_pcms
+from tests.services.tools.mosquitto import Mosquitto
 
 API_KEY = "test-key"
 
@@ -61,6 +62,17 @@ def live_config(manual: bool = True, resumption: bool = True) -> types.LiveConne
         session_resumption=types.SessionResumptionConfig() if resumption else None,
         output_audio_transcription=types.AudioTranscriptionConfig(),
     )
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A real mosquitto on free loopback ports; stopped by its PID at the end."""
+    mosquitto = Mosquitto(tmp_path / "broker")
+    mosquitto.start()
+    try:
+        yield mosquitto
+    finally:
+        mosquitto.stop()
 
 
 @pytest.fixture

@@ -174,7 +174,8 @@ class _Reader:
             raise self.fail(unknown[0], "unknown key")
 
 
-def _credential(name: str, environ: Mapping[str, str]) -> str | None:
+def read_credential(name: str, environ: Mapping[str, str]) -> str | None:
+    """Credential ``name`` from systemd's ``$CREDENTIALS_DIRECTORY``, if it is there."""
     directory = environ.get("CREDENTIALS_DIRECTORY")
     if directory:
         candidate = Path(directory) / name
@@ -215,7 +216,7 @@ def parse_mqtt(
     if username is None and password is not None:
         raise t.fail("password", "is only used with a username")
     if username is not None and password is None:
-        password = _credential(MQTT_PASSWORD_CREDENTIAL, environ)
+        password = read_credential(MQTT_PASSWORD_CREDENTIAL, environ)
     settings = MqttSettings(
         host=t.text("host"),
         port=int(t.number("port", 8883 if tls else 1883, 1, 65535)),
@@ -265,7 +266,7 @@ def parse_home_assistant(
     token = (
         _secret(t, "token", "token_file")
         or environ.get(HA_TOKEN_ENV, "").strip()
-        or _credential(HA_TOKEN_CREDENTIAL, environ)
+        or read_credential(HA_TOKEN_CREDENTIAL, environ)
     )
     if not token:
         raise t.fail(

@@ -5,33 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiomqtt
-import pytest
 
 from services.tools.actions import build_tools
 from services.tools.declarations import parse_tools
 from services.tools.home_assistant import HomeAssistant
 from services.tools.mqtt import MqttConnection, MqttSettings
 from services.tools.registry import ToolRegistry, ToolSpec
-from tests.services.tools.mosquitto import Mosquitto
 
 WAIT_S = 5.0
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    """A running broker; stopped by its PID at the end."""
-    mosquitto = Mosquitto(tmp_path / "broker")
-    mosquitto.start()
-    try:
-        yield mosquitto
-    finally:
-        mosquitto.stop()
 
 
 @dataclass
