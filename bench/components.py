@@ -9,8 +9,8 @@ thread (for the two session stages) is not counted:
 * ``send``: :meth:`LiveSession.send_audio` of 20 ms frames through the real SDK and TLS;
 * ``receive``: the session receiving a reply streamed flat out (SDK parsing, base64, TLS);
 * ``playback_48k``: soxr from 24 kHz up to a 48 kHz speaker;
-* ``poll_50hz``: for scale, an asyncio task that wakes every 20 ms and does nothing (the
-  daemon's playback watch does this), in CPU ms per second.
+* ``poll_50hz``: for scale, an asyncio task that wakes every 20 ms and does nothing, in CPU
+  ms per second: the floor under anything that handles each 20 ms frame on the loop.
 """
 
 from __future__ import annotations

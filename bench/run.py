@@ -228,12 +228,12 @@ def _notes(report: dict[str, Any], m: Measured) -> list[str]:
             notes.append(
                 f"Listening costs {c['cpu_pct_listening']:.1f} % of a core, over the 2 % target. "
                 f"Idle, with nothing sent, already costs {c['cpu_pct_idle']:.1f} %: the capture "
-                "thread and the event loop wake for every 20 ms frame, and the playback watch "
-                "polls every 20 ms even when nothing plays — an asyncio task doing only that costs "
-                f"{stage['poll_50hz'] / 10:.2f} % here. Sending adds the SDK's per-frame work "
+                "thread and the event loop wake for every 20 ms frame, and on this machine an "
+                "asyncio task that does nothing but wake every 20 ms costs "
+                f"{stage['poll_50hz'] / 10:.2f} % by itself. Sending adds the SDK's per-frame work "
                 f"(pydantic model, JSON, base64, TLS: {stage['send'] / 10:.2f} % measured alone); "
-                f"VAD ({stage['vad'] / 10:.3f} %) is not the cost. Waking the playback watch on "
-                "events instead of polling, and sending 40 ms frames, would each cut a share."
+                f"VAD ({stage['vad'] / 10:.3f} %) is not the cost. Reading 40 ms periods and "
+                "sending 40 ms frames would halve both the wake-ups and the per-frame work."
             )
         elif name.startswith("peak RSS"):
             notes.append(
