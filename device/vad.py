@@ -245,11 +245,6 @@ class Endpointer:
         return self._hangover
 
     @property
-    def noise_floor_db(self) -> float | None:
-        """The noise floor the margin is measured from; None when off or before any frame."""
-        return self._floor.floor_db if self._floor is not None else None
-
-    @property
     def in_speech(self) -> bool:
         """True between SpeechStarted and SpeechEnded."""
         return self._state is _State.SPEECH

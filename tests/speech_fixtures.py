@@ -35,11 +35,6 @@ class Fixture:
     start_s: float | None
     end_s: float | None
 
-    @property
-    def seconds(self) -> float:
-        """Length of the fixture."""
-        return len(self.pcm) / 2 / RATE
-
 
 def speech_bounds(samples: NDArray[np.float64]) -> tuple[float, float]:
     """First and last 10 ms window within ``BOUND_DB`` of the loudest, in seconds."""
