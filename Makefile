@@ -7,8 +7,11 @@ BIN := $(VENV)/bin
 # libasound2-dev, libsystemd-dev and pkg-config build pyalsaaudio and systemd-python;
 # espeak-ng and sox make speech fixtures; mosquitto is the real broker the tests start;
 # systemd brings systemd-analyze and journald for the unit and journal tests.
-APT_PACKAGES := build-essential libasound2-dev libsystemd-dev pkg-config espeak-ng sox \
+# swig builds lgpio, the pin driver, where PyPI has no wheel for this Python and machine.
+APT_PACKAGES := build-essential libasound2-dev libsystemd-dev pkg-config swig espeak-ng sox \
 	mosquitto alsa-utils systemd python3-venv python3-dev
+# PYPI=1 below: lgpio's source build links its own copy of the lg C library only then (else it
+# wants a system liblgpio, which plain Debian does not have).
 
 .PHONY: test demo bench install lint typecheck pytest system-packages venv lock clean
 
@@ -27,7 +30,7 @@ system-packages:
 $(BIN)/.installed: pyproject.toml requirements.lock | system-packages
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c requirements.lock -e '.[dev]'
+	PYPI=1 $(BIN)/pip install -q -c requirements.lock -e '.[dev]'
 	touch $@
 
 venv: system-packages $(BIN)/.installed
@@ -73,8 +76,10 @@ install: $(if $(VENV_SRC),,system-packages)
 		cp -a "$(VENV_SRC)" "$(INSTALL_VENV).new"; \
 	else \
 		$(PYTHON) -m venv "$(INSTALL_VENV).new"; \
-		"$(INSTALL_VENV).new/bin/pip" install -q -c requirements.lock .; \
+		PYPI=1 "$(INSTALL_VENV).new/bin/pip" install -q -c requirements.lock .; \
 	fi
+	"$(INSTALL_VENV).new/bin/python" -c 'import lgpio' || \
+		{ echo "make install: the venv has no lgpio, the pin driver: see above" >&2; exit 1; }
 	from="$(if $(VENV_SRC),$(abspath $(VENV_SRC)),$(INSTALL_VENV).new)"; \
 	grep -rlIF "$$from" "$(INSTALL_VENV).new/bin" | xargs -r sed -i "s|$$from|$(PREFIX)/venv|g"
 	chmod -R go+rX,go-w "$(INSTALL_VENV).new"
