@@ -214,6 +214,8 @@ class Daemon(SessionEvents):
         self._quiet_limit = 0
         self._uplink_dropped = 0
         self._next_vad: vad.VadSettings | None = None
+        # Set by a reload that changes health_interval_s, so the new interval starts at once.
+        self._health_interval_changed = asyncio.Event()
         self.supervisor: Supervisor = supervisor or Unsupervised()
         self._status_line = ""
         self.status_line = "starting"
@@ -265,9 +267,15 @@ class Daemon(SessionEvents):
         }
 
     async def _report_health(self) -> None:
-        """Log a health line every ``health_interval_s``."""
+        """Log a health line every ``health_interval_s``; a reloaded interval applies at once."""
         while True:
-            await asyncio.sleep(self.settings.health_interval_s)
+            self._health_interval_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._health_interval_changed.wait(), self.settings.health_interval_s
+                )
+            if self._health_interval_changed.is_set():
+                continue  # reloaded: the new interval starts now
             fields = self.health()
             log.info(
                 "health: %s; %s",
@@ -308,6 +316,8 @@ class Daemon(SessionEvents):
             self._swap_vad()
         if new.echo != old.echo:
             self.echo = EchoGate(new.echo, self._frame_ms)
+        if new.health_interval_s != old.health_interval_s:
+            self._health_interval_changed.set()
         if changed:
             log.warning(
                 "reloaded vad, echo and health settings; %s changed and apply after a restart "
