@@ -55,6 +55,20 @@ def _check_config(args: argparse.Namespace) -> int:
     )
     if load_api_key() is None:
         print("note: no API key in GEMINI_API_KEY, GOOGLE_API_KEY or $CREDENTIALS_DIRECTORY")
+    return _check_transport()
+
+
+def _check_transport() -> int:
+    """Prove the SDK internals the send path reads are still where the code expects."""
+    import asyncio
+
+    from services.live.transport import SEAM_ADVICE, check_seam
+
+    problem = asyncio.run(check_seam())
+    if problem is not None:
+        print(f"pi-live-voice: transport seam broken: {problem}; {SEAM_ADVICE}", file=sys.stderr)
+        return 1
+    print("transport seam: OK (google-genai and websockets internals as pinned)")
     return 0
 
 

@@ -32,6 +32,7 @@ from services.live.dispatch import ToolDispatcher
 from services.live.gate import InputGate, Signal
 from services.live.reconnect import ReconnectPolicy
 from services.live.settings import LiveSettings, build_client, build_config
+from services.live.transport import SEAM_ADVICE, check_seam, unread_frames
 from services.tools.registry import ToolRegistry
 
 log = logging.getLogger(__name__)
@@ -186,7 +187,7 @@ class LiveSession:
         out after the service considers the call pending. Bounded: a few loop turns."""
         for _ in range(4):
             session = self._session
-            if session is None or not _unread_frames(session):
+            if session is None or not unread_frames(session):
                 return session
             await asyncio.sleep(0)
         return self._session
@@ -535,6 +536,13 @@ class LiveSession:
 
         Raises :class:`LiveSessionFatal` when the closure is one retrying cannot fix, after
         the policy's bounded attempts."""
+        if (problem := await check_seam()) is not None:
+            log.error(
+                "transport seam broken: %s; %s",
+                problem,
+                SEAM_ADVICE,
+                extra={"TRANSPORT_SEAM": "broken"},
+            )
         self.events.on_connection(ConnectionStatus(ConnectionState.CONNECTING))
         try:
             while True:
@@ -567,20 +575,6 @@ class LiveSession:
                 await asyncio.sleep(delay)
         finally:
             self.events.on_connection(ConnectionStatus(ConnectionState.STOPPED))
-
-
-def _unread_frames(session: AsyncSession) -> bool:
-    """True when a server frame has arrived but the receive loop has not read it yet.
-
-    Reads the pinned websockets connection's incoming queue through the SDK's session; if a
-    future version moves either, this answers False and the send path works as before (the
-    test suite checks that it still sees frames)."""
-    assembler = getattr(getattr(session, "_ws", None), "recv_messages", None)
-    frames = getattr(assembler, "frames", None)
-    try:
-        return frames is not None and len(frames) > 0
-    except TypeError:
-        return False
 
 
 def _seconds(duration: str | None) -> float:
