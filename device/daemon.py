@@ -50,6 +50,7 @@ from device.events import (
     TurnComplete,
 )
 from device.gpio import Indicators, Outputs, TalkButton
+from device.journal import protect
 from device.notify import SystemdSupervisor, Watchdog, watchdog_period
 from device.playback import AlsaAudioSink
 from device.state import DeviceStateMachine
@@ -626,6 +627,14 @@ async def serve(daemon: Daemon, watchdog: Watchdog | None = None) -> None:
             watching.cancel()
 
 
+def credentials(settings: Settings) -> list[str | None]:
+    """The secrets ``settings`` carry, for the log redactor (the API key is known to it)."""
+    return [
+        settings.mqtt.password if settings.mqtt is not None else None,
+        settings.home_assistant.token if settings.home_assistant is not None else None,
+    ]
+
+
 def open_pins(settings: Settings) -> Any:
     """The pin factory the parts are built on, or None where none is fitted.
 
@@ -658,6 +667,7 @@ def run_daemon(config: Path) -> int:
     """``pi-live-voice run``: load the config, build the real hardware, serve."""
     try:
         settings = load_settings(config)
+        protect(credentials(settings))
         api_key = require_api_key(config)
         pin_factory = open_pins(settings)
     except (ConfigError, pins.PinDriverError) as exc:
