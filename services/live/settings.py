@@ -5,12 +5,16 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from google import genai
-from google.genai import types
+from typing import TYPE_CHECKING
 
 from services.live.reconnect import BackoffSettings
 from services.tools.registry import ToolRegistry
+
+if TYPE_CHECKING:
+    # The SDK costs ~0.4 s to import: only the commands that talk to the service load it, in
+    # the two builders below, so the config can be read without it.
+    from google import genai
+    from google.genai import types
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,9 @@ class LiveSettings:
 
 def build_client(settings: LiveSettings, api_key: str) -> genai.Client:
     """A google-genai client for ``settings``; trusts ``ca_file`` when one is set."""
+    from google import genai
+    from google.genai import types
+
     client_args: dict[str, object] = {}
     if settings.ca_file is not None:
         client_args["ssl"] = ssl.create_default_context(cafile=str(settings.ca_file))
@@ -58,6 +65,8 @@ def build_config(
     settings: LiveSettings, tools: ToolRegistry, handle: str | None
 ) -> types.LiveConnectConfig:
     """The setup sent at connect: model behaviour, tools, turn taking, resumption."""
+    from google.genai import types
+
     speech = None
     if settings.voice:
         speech = types.SpeechConfig(
