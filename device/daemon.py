@@ -451,6 +451,10 @@ class Daemon(SessionEvents):
         if shut:
             self._observe(Observation("tool-call", ", ".join(name for _, name in calls)))
 
+    def on_background(self, calls: tuple[tuple[str, str], ...]) -> None:
+        self.indicators.tool_running(bool(calls))
+        self._observe(Observation("tool-running", ", ".join(name for _, name in calls)))
+
     def on_audio(self, pcm: bytes) -> None:
         if self.machine.accepting_audio:
             self.sink.write(pcm)
