@@ -228,6 +228,8 @@ def _live(path: Path, data: Any) -> LiveSettings:
         ca_file=None if ca is None else Path(ca),
         connect_timeout_s=float(t.get("connect_timeout_s", NUMBER, 10.0, _positive)),
         stall_timeout_s=float(t.get("stall_timeout_s", NUMBER, 20.0, _positive)),
+        ping_interval_s=float(t.get("ping_interval_s", NUMBER, 20.0, _between(1, 300))),
+        ping_timeout_s=float(t.get("ping_timeout_s", NUMBER, 60.0, _between(1, 600))),
         response_cap_chars=t.get("response_cap_chars", int, 8000, _between(256, 1_000_000)),
         # -1 asks for dynamic thinking, 0 for none.
         thinking_budget=t.optional("thinking_budget", int, _between(-1, 32768)),

@@ -29,6 +29,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from services.emulator import frames, models, rules
+from services.emulator.keepalive import slow_pong_connection
 from services.emulator.scenario import Fault, FaultMoment, Scenario, Turn
 from services.emulator.speech import OUTPUT_RATE, synthesize
 from services.emulator.tls import make_server_context
@@ -57,6 +58,8 @@ class EmulatorSettings:
     grace_ms: int | None = None
     chunk_ms: int = 40
     setup_timeout_s: float = 10.0
+    # Answer every keepalive ping this late (0: at once), as the service may (8 to 30 s).
+    pong_delay_ms: int = 0
 
 
 @dataclass
@@ -635,6 +638,11 @@ class Emulator:
             process_request=self._process_request,
             max_size=16 * 1024 * 1024,
             close_timeout=2,
+            create_connection=(
+                slow_pong_connection(self.settings.pong_delay_ms / 1000)
+                if self.settings.pong_delay_ms > 0
+                else None
+            ),
         )
         sock = next(iter(self._server.sockets))
         self.port = int(sock.getsockname()[1])

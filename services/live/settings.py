@@ -38,6 +38,10 @@ class LiveSettings:
     api_version: str = "v1beta"
     ca_file: Path | None = None
     connect_timeout_s: float = 10.0
+    # websockets' keepalive, set explicitly: the service may take 8 to 30 s to answer a ping,
+    # past websockets' 20 s default time-out ("1011 keepalive ping timeout").
+    ping_interval_s: float = 20.0
+    ping_timeout_s: float = 60.0
     # Silence from the service while it owes us an answer, before we call it a stall.
     stall_timeout_s: float = 20.0
     # Reconnect ahead of a goAway deadline when no safe point came sooner.
@@ -73,7 +77,12 @@ def tool_behaviors(
 
 def build_client(settings: LiveSettings, api_key: str) -> genai.Client:
     """A google-genai client for ``settings``; trusts ``ca_file`` when one is set."""
-    client_args: dict[str, object] = {}
+    # The SDK hands async_client_args that websockets.connect takes on to it (and leaves
+    # them out of its HTTP clients).
+    client_args: dict[str, object] = {
+        "ping_interval": settings.ping_interval_s,
+        "ping_timeout": settings.ping_timeout_s,
+    }
     if settings.ca_file is not None:
         client_args["ssl"] = ssl.create_default_context(cafile=str(settings.ca_file))
     return genai.Client(
@@ -81,7 +90,7 @@ def build_client(settings: LiveSettings, api_key: str) -> genai.Client:
         http_options=types.HttpOptions(
             base_url=settings.base_url,
             api_version=settings.api_version,
-            async_client_args=client_args or None,
+            async_client_args=client_args,
         ),
     )
 
