@@ -44,6 +44,7 @@ def _run_daemon(args: argparse.Namespace) -> int:
 
 def _check_config(args: argparse.Namespace) -> int:
     from device.config import EX_CONFIG, ConfigError, load_api_key, load_settings
+    from services.live.profiles import plan_setup
 
     try:
         settings = load_settings(args.config)
@@ -53,6 +54,9 @@ def _check_config(args: argparse.Namespace) -> int:
     print(
         f"{args.config}: OK ({len(settings.outputs)} outputs, button mode {settings.button.mode})"
     )
+    print(f"profile: {settings.live.profile.name} (model {settings.live.model})")
+    for key, reason in plan_setup(settings.live.profile, settings.live.setup_request).left_out:
+        print(f"warning: live.{key} will be left out of the setup: {reason}")
     if load_api_key() is None:
         print("note: no API key in GEMINI_API_KEY, GOOGLE_API_KEY or $CREDENTIALS_DIRECTORY")
     return _check_transport()

@@ -12,6 +12,7 @@ import os
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,6 +21,7 @@ from device.echo import EchoMode, EchoSettings
 from device.events import ButtonMode
 from device.pins import FACTORIES
 from device.vad import StartTrigger, VadSettings
+from services.live.profiles import THINKING_LEVELS, ProfileError, check_request
 from services.live.settings import LiveSettings
 from services.tools.declarations import (
     SettingError,
@@ -32,6 +34,7 @@ from services.tools.declarations import (
 from services.tools.ha_device import HaDeviceSettings
 from services.tools.home_assistant import HomeAssistantSettings
 from services.tools.mqtt import MqttSettings
+from services.tools.registry import Behavior, Scheduling
 
 DEFAULT_PATH = Path("/etc/pi-live-voice/config.toml")
 EX_CONFIG = 78
@@ -40,6 +43,7 @@ OUTPUT_KINDS = ("relay", "led", "pwm")
 # The GPIO tools' names; a [[tools]] entry may not take them.
 GPIO_TOOL_NAMES = ("set_output", "get_outputs")
 T = TypeVar("T")
+E = TypeVar("E", bound=StrEnum)
 
 
 class ConfigError(Exception):
@@ -105,6 +109,9 @@ class Settings:
     leds: LedSettings = field(default_factory=LedSettings)
     outputs: tuple[OutputSettings, ...] = ()
     gpio_tool_timeout_s: float = 2.0
+    # None: the model profile's default behaviour for set_output and get_outputs.
+    gpio_tool_behavior: Behavior | None = None
+    gpio_tool_scheduling: Scheduling | None = None
     health_interval_s: float = 60.0
     ready_timeout_s: float = 30.0
     mqtt: MqttSettings | None = None
@@ -221,9 +228,20 @@ def _live(path: Path, data: Any) -> LiveSettings:
         ca_file=None if ca is None else Path(ca),
         connect_timeout_s=float(t.get("connect_timeout_s", NUMBER, 10.0, _positive)),
         stall_timeout_s=float(t.get("stall_timeout_s", NUMBER, 20.0, _positive)),
+        ping_interval_s=float(t.get("ping_interval_s", NUMBER, 20.0, _between(1, 300))),
+        ping_timeout_s=float(t.get("ping_timeout_s", NUMBER, 60.0, _between(1, 600))),
         response_cap_chars=t.get("response_cap_chars", int, 8000, _between(256, 1_000_000)),
+        # -1 asks for dynamic thinking, 0 for none.
+        thinking_budget=t.optional("thinking_budget", int, _between(-1, 32768)),
+        thinking_level=t.optional("thinking_level", str, _one_of(*THINKING_LEVELS)),
+        proactive_audio=t.optional("proactive_audio", bool),
+        affective_dialog=t.optional("affective_dialog", bool),
     )
     t.done()
+    try:
+        check_request(live.profile, live.setup_request)
+    except ProfileError as exc:
+        raise t.fail(exc.key, exc.reason) from exc
     if live.ca_file is not None and not live.ca_file.is_file():
         raise t.fail("ca_file", f"no such file: {live.ca_file}")
     return live
@@ -245,6 +263,11 @@ def _audio(path: Path, data: Any) -> tuple[CaptureSettings, PlaybackSettings]:
     )
     t.done()
     return capture, playback
+
+
+def _enum(t: _Table, key: str, kind: type[E]) -> E | None:
+    value = t.optional(key, str, _one_of(*(m.value for m in kind)))
+    return None if value is None else kind(value)
 
 
 def _one_of_int(*choices: int) -> Callable[[Any], str | None]:
@@ -353,6 +376,20 @@ def _outputs(path: Path, data: Any) -> tuple[OutputSettings, ...]:
     return tuple(outputs)
 
 
+def _check_behaviors(path: Path, settings: Settings) -> None:
+    """Every tool's behaviour and scheduling must be one the model's profile takes."""
+    profile = settings.live.profile
+    claims = [
+        ("daemon.gpio_tool_", settings.gpio_tool_behavior, settings.gpio_tool_scheduling),
+        *((f"tools[{i}].", t.behavior, t.scheduling) for i, t in enumerate(settings.tools)),
+    ]
+    for prefix, behavior, scheduling in claims:
+        try:
+            profile.tool_behavior(behavior, scheduling)
+        except ProfileError as exc:
+            raise ConfigError(path, prefix + exc.key, exc.reason) from exc
+
+
 def _check_pins(path: Path, settings: Settings) -> None:
     used: dict[int, str] = {}
     claims = [
@@ -412,6 +449,8 @@ def parse_settings(data: Mapping[str, Any], path: Path) -> Settings:
         leds=_leds(path, top.get("leds", dict, {})),
         outputs=_outputs(path, top.get("outputs", list, [])),
         gpio_tool_timeout_s=float(daemon.get("gpio_tool_timeout_s", NUMBER, 2.0, _positive)),
+        gpio_tool_behavior=_enum(daemon, "gpio_tool_behavior", Behavior),
+        gpio_tool_scheduling=_enum(daemon, "gpio_tool_scheduling", Scheduling),
         health_interval_s=float(daemon.get("health_interval_s", NUMBER, 60.0, _between(1, 86400))),
         ready_timeout_s=float(daemon.get("ready_timeout_s", NUMBER, 30.0, _between(1, 600))),
         mqtt=mqtt,
@@ -422,6 +461,7 @@ def parse_settings(data: Mapping[str, Any], path: Path) -> Settings:
     daemon.done()
     top.done()
     _check_pins(path, settings)
+    _check_behaviors(path, settings)
     return settings
 
 

@@ -65,7 +65,7 @@ from services.tools.actions import build_tools
 from services.tools.ha_device import HaDevice
 from services.tools.home_assistant import HomeAssistant
 from services.tools.mqtt import MqttConnection
-from services.tools.registry import ToolRegistry, ToolSpec
+from services.tools.registry import Behavior, Scheduling, ToolRegistry, ToolSpec
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,12 @@ def _rss_bytes() -> int:
     return pages * os.sysconf("SC_PAGE_SIZE")
 
 
-def gpio_tools(outputs: Outputs, timeout_s: float) -> list[ToolSpec]:
+def gpio_tools(
+    outputs: Outputs,
+    timeout_s: float,
+    behavior: Behavior | None = None,
+    scheduling: Scheduling | None = None,
+) -> list[ToolSpec]:
     """``set_output`` and ``get_outputs``, with the declared names as the only choices."""
     if not outputs.devices:
         return []
@@ -156,12 +161,16 @@ def gpio_tools(outputs: Outputs, timeout_s: float) -> list[ToolSpec]:
                 "additionalProperties": False,
             },
             timeout_s=timeout_s,
+            behavior=behavior,
+            scheduling=scheduling,
         ),
         ToolSpec(
             name="get_outputs",
             description="Read the state of every output of the device.",
             handler=get_outputs,
             timeout_s=timeout_s,
+            behavior=behavior,
+            scheduling=scheduling,
         ),
     ]
 
@@ -201,7 +210,16 @@ class Daemon(SessionEvents):
         )
         home_tools = build_tools(settings.tools, mqtt=self.mqtt, home_assistant=self.home_assistant)
         self.tools = ToolRegistry(
-            [*gpio_tools(self.outputs, settings.gpio_tool_timeout_s), *home_tools, *extra_tools]
+            [
+                *gpio_tools(
+                    self.outputs,
+                    settings.gpio_tool_timeout_s,
+                    settings.gpio_tool_behavior,
+                    settings.gpio_tool_scheduling,
+                ),
+                *home_tools,
+                *extra_tools,
+            ]
         )
         self.session = LiveSession(settings.live, self.tools, api_key, self)
         self.endpointer = vad.Endpointer(settings.vad)
@@ -309,8 +327,11 @@ class Daemon(SessionEvents):
             )
             if getattr(new, name) != getattr(old, name)
         ]
-        if new.gpio_tool_timeout_s != old.gpio_tool_timeout_s:
-            changed.append("gpio_tool_timeout_s")
+        changed += [
+            name
+            for name in ("gpio_tool_timeout_s", "gpio_tool_behavior", "gpio_tool_scheduling")
+            if getattr(new, name) != getattr(old, name)
+        ]
         self.settings = replace(old, **{name: getattr(new, name) for name in live})
         if new.vad != old.vad:
             self._next_vad = new.vad
@@ -430,6 +451,10 @@ class Daemon(SessionEvents):
         self.dispatch(ToolCallStarted(calls) if shut else GateOpened())
         if shut:
             self._observe(Observation("tool-call", ", ".join(name for _, name in calls)))
+
+    def on_background(self, calls: tuple[tuple[str, str], ...]) -> None:
+        self.indicators.tool_running(bool(calls))
+        self._observe(Observation("tool-running", ", ".join(name for _, name in calls)))
 
     def on_audio(self, pcm: bytes) -> None:
         if self.machine.accepting_audio:

@@ -42,6 +42,12 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="input tolerated this long after a toolCall (frames in flight); default: scenario's",
     )
+    parser.add_argument(
+        "--pong-delay-ms",
+        type=int,
+        default=0,
+        help="answer keepalive pings this late, as the service may (8-30 s); default: at once",
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> EmulatorSettings:
@@ -56,6 +62,7 @@ def settings_from_args(args: argparse.Namespace) -> EmulatorSettings:
         trace_path=args.trace,
         pace=args.pace,
         grace_ms=args.grace_ms,
+        pong_delay_ms=args.pong_delay_ms,
     )
 
 

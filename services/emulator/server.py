@@ -28,7 +28,8 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from services.emulator import frames, rules
+from services.emulator import frames, models, rules
+from services.emulator.keepalive import slow_pong_connection
 from services.emulator.scenario import Fault, FaultMoment, Scenario, Turn
 from services.emulator.speech import OUTPUT_RATE, synthesize
 from services.emulator.tls import make_server_context
@@ -57,6 +58,8 @@ class EmulatorSettings:
     grace_ms: int | None = None
     chunk_ms: int = 40
     setup_timeout_s: float = 10.0
+    # Answer every keepalive ping this late (0: at once), as the service may (8 to 30 s).
+    pong_delay_ms: int = 0
 
 
 @dataclass
@@ -99,6 +102,9 @@ class LiveConnection:
             grace_s=(self.scenario.grace_ms if grace is None else grace) / 1000
         )
         self.conv: Conversation | None = None
+        self.model = models.LEGACY
+        # Each declared function's behaviour as the setup wrote it.
+        self.declared: dict[str, str | None] = {}
         self.resumption = False
         self.changed = asyncio.Event()
         # What the user is doing, as the service sees it.
@@ -175,6 +181,12 @@ class LiveConnection:
             await self._reject("bad-api-key", rules.CODE_INVALID, detail, rules.REASON_BAD_KEY)
             return False
         setup = frame.body
+        self.model = models.rules_for(setup.get("model"))
+        self.declared = models.declared_behaviors(setup)
+        rejected = models.rejected_fields(self.model, setup)
+        if rejected:
+            await self._withhold_setup_complete(rejected)
+            return False
         realtime = setup.get("realtimeInputConfig") or {}
         aad = realtime.get("automaticActivityDetection") or {}
         self.state.manual_activity = bool(aad.get("disabled", False))
@@ -203,6 +215,9 @@ class LiveConnection:
             kind="setup",
             size=frame.size,
             model=setup.get("model"),
+            family=self.model.family,
+            fields=models.present_fields(setup),
+            behaviors=self.declared,
             manual_activity=self.state.manual_activity,
             resumed=bool(handle),
             turn=self.conv.turn_index,
@@ -211,6 +226,23 @@ class LiveConnection:
         if self.resumption and not self.conv.replay:
             await self._issue_handle()
         return True
+
+    async def _withhold_setup_complete(self, rejected: list[str]) -> None:
+        """A setup field this model rejects: like 3.1 Flash Live, answer nothing at all (no
+        setupComplete, no close) until the client gives up."""
+        self._trace(
+            "violation",
+            rule="setup-field-rejected",
+            code=None,
+            reason="",
+            detail=f"{self.model.family} rejects {', '.join(rejected)}: no setupComplete",
+            fatal=False,
+        )
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.em.settings.setup_timeout_s):
+                await self.ws.wait_closed()
+        self._trace("close", by="client", code=None, reason="no setupComplete")
+        await self.close(1000, "", "setup never completed")
 
     async def _reject(
         self, rule: str, code: int, detail: str, reason: str = rules.REASON_INVALID_ARGUMENT
@@ -244,7 +276,7 @@ class LiveConnection:
             await self._reject("bad-frame", rules.CODE_INVALID, str(exc))
             return False
         if frame.is_realtime:
-            in_flight = bool(self.state.pending) and self.state.in_grace(now)
+            in_flight = bool(self.state.blocking) and self.state.in_grace(now)
             violation = self.state.check_realtime(frame.kind, now)
             self._trace(
                 "in",
@@ -252,6 +284,7 @@ class LiveConnection:
                 size=frame.size,
                 audio_bytes=len(frame.audio),
                 pending=len(self.state.pending),
+                blocking=len(self.state.blocking),
                 in_flight=in_flight,
             )
             if violation is not None:
@@ -295,6 +328,9 @@ class LiveConnection:
             size=frame.size,
             ids=[r.get("id") for r in responses],
             names=[r.get("name") for r in responses],
+            # The service honours scheduling on non-blocking calls only (SDK docs).
+            scheduling=[r.get("scheduling") for r in responses],
+            will_continue=[r.get("willContinue") for r in responses],
         )
         violation = self.state.check_tool_response(responses)
         if violation is not None:
@@ -450,9 +486,11 @@ class LiveConnection:
             {"id": call_id, "name": spec.name, "args": spec.args}
             for call_id, spec in zip(ids, turn.tool_calls, strict=True)
         ]
-        self.state.tool_call_sent(list(zip(ids, names, strict=True)), time.monotonic())
+        blocks = [models.call_blocks(self.model, self.declared.get(name)) for name in names]
+        background = frozenset(i for i, b in zip(ids, blocks, strict=True) if not b)
+        self.state.tool_call_sent(list(zip(ids, names, strict=True)), time.monotonic(), background)
         self.cancelled = False
-        await self.send(frames.tool_call(calls), ids=ids, names=names)
+        await self.send(frames.tool_call(calls), ids=ids, names=names, blocking=blocks)
         self._spawn(self._fire("tool_pending", faults, while_pending=True))
         if turn.cancel_after_ms is not None:
             self._spawn(self._cancel_later(ids, turn.cancel_after_ms))
@@ -600,6 +638,11 @@ class Emulator:
             process_request=self._process_request,
             max_size=16 * 1024 * 1024,
             close_timeout=2,
+            create_connection=(
+                slow_pong_connection(self.settings.pong_delay_ms / 1000)
+                if self.settings.pong_delay_ms > 0
+                else None
+            ),
         )
         sock = next(iter(self._server.sockets))
         self.port = int(sock.getsockname()[1])

@@ -18,7 +18,7 @@ from google.genai import types
 
 from services.live.gate import InputGate
 from services.live.shaping import Shaped, shape_response
-from services.tools.registry import ToolRegistry
+from services.tools.registry import Scheduling, ToolRegistry
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ class ToolDispatcher:
         on_result: ToolResult,
         cap_chars: int,
         max_bytes: int,
+        background_changed: Callable[[], None] = lambda: None,
     ) -> None:
         self._registry = registry
         self._gate = gate
@@ -48,6 +49,8 @@ class ToolDispatcher:
         self._on_result = on_result
         self._cap_chars = cap_chars
         self._max_bytes = max_bytes
+        # Told whenever a non-blocking call ends: the set in gate.running changed.
+        self._background_changed = background_changed
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     @property
@@ -70,7 +73,11 @@ class ToolDispatcher:
             if task is not None:
                 task.cancel()
         log.info("tool calls cancelled by the service: %s", ", ".join(ids))
-        return self._gate.resolve(ids)
+        background = any(call_id in self._gate.running for call_id in ids)
+        opened = self._gate.resolve(ids)
+        if background:
+            self._background_changed()
+        return opened
 
     async def stop_all(self) -> None:
         """Cancel every running call (the connection is gone) and wait for them to end."""
@@ -90,8 +97,11 @@ class ToolDispatcher:
             await self._answer(call_id, name, shaped, started)
         finally:
             self._tasks.pop(call_id, None)
+            background = call_id in self._gate.running
             if self._gate.resolve([call_id]):
                 await self._gate_opened()
+            if background:
+                self._background_changed()
 
     async def _answer(self, call_id: str, name: str, shaped: Shaped, started: float) -> None:
         # Checked and sent with no await in between: a cancellation cannot slip past the check.
@@ -111,7 +121,14 @@ class ToolDispatcher:
             shaped = shape_response(
                 {"error": f"{name} produced a response too large to send"}, self._cap_chars
             )
-        response = types.FunctionResponse(id=call_id, name=pending_name, response=shaped.payload)
+        scheduling = None
+        if call_id in self._gate.running:
+            spec = self._registry.spec(name)
+            chosen = (spec.scheduling if spec else None) or Scheduling.WHEN_IDLE
+            scheduling = types.FunctionResponseScheduling(chosen.value.upper())
+        response = types.FunctionResponse(
+            id=call_id, name=pending_name, response=shaped.payload, scheduling=scheduling
+        )
         sent = await self._send(response, shaped.size)
         elapsed_ms = 1000 * (time.monotonic() - started)
         if sent:

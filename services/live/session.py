@@ -31,9 +31,9 @@ from services.live.diagnostics import Action, CloseContext, CloseReport, SentFra
 from services.live.dispatch import ToolDispatcher
 from services.live.gate import InputGate, Signal
 from services.live.reconnect import ReconnectPolicy
-from services.live.settings import LiveSettings, build_client, build_config
+from services.live.settings import LiveSettings, build_client, build_config, tool_behaviors
 from services.live.transport import SEAM_ADVICE, check_seam, unread_frames
-from services.tools.registry import ToolRegistry
+from services.tools.registry import Behavior, ToolRegistry
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,10 @@ class SessionEvents:
 
     def on_gate(self, shut: bool, calls: tuple[tuple[str, str], ...]) -> None:
         """The input gate shut for ``calls`` (id, name), or opened (``calls`` empty)."""
+
+    def on_background(self, calls: tuple[tuple[str, str], ...]) -> None:
+        """The non-blocking calls running now (id, name) changed; empty when none is left.
+        They never shut the gate: the user may keep talking."""
 
     def on_audio(self, pcm: bytes) -> None:
         """A piece of the model's reply: 24 kHz mono s16le."""
@@ -132,6 +136,8 @@ class LiveSession:
     ) -> None:
         self.settings = settings
         self.tools = tools
+        # Checked here so that a behaviour the model cannot take fails before any connect.
+        self.behaviors = tool_behaviors(settings.profile, tools)
         self.events = events or SessionEvents()
         self.gate = InputGate()
         self.stats = SessionStats()
@@ -162,6 +168,7 @@ class LiveSession:
             on_result=self.events.on_tool_result,
             cap_chars=settings.response_cap_chars,
             max_bytes=settings.max_response_bytes,
+            background_changed=self._background_changed,
         )
 
     # -- the send path ---------------------------------------------------------------------
@@ -252,6 +259,14 @@ class LiveSession:
             return False
         return True
 
+    def _background_changed(self) -> None:
+        self.events.on_background(tuple(self.gate.running.items()))
+
+    def _blocking(self, name: str) -> bool:
+        """Does a call of ``name`` shut the gate? A name we never declared does: the safe side."""
+        behavior = self.behaviors.get(name, (Behavior.BLOCKING, None))[0]
+        return behavior is Behavior.BLOCKING
+
     async def _gate_opened(self) -> None:
         log.debug("input gate open")
         self.events.on_gate(False, ())
@@ -306,22 +321,37 @@ class LiveSession:
             log.error("ignoring %d function call(s) without id or name", skipped)
         if not calls:
             return
-        pairs = tuple((call_id, name) for call_id, name, _ in calls)
-        now = self._clock()
-        self._call_started = {
-            call_id: self._call_started.get(call_id, now) for call_id in self.gate.pending
-        }
-        self._call_started.update((call_id, now) for call_id, _ in pairs)
-        self.gate.shut_for(pairs)
-        self.events.on_gate(True, pairs)
+        # Only blocking calls shut the gate, and they do so before anything is awaited.
+        pairs = tuple((call_id, name) for call_id, name, _ in calls if self._blocking(name))
+        background = tuple(
+            (call_id, name) for call_id, name, _ in calls if not self._blocking(name)
+        )
+        if pairs:
+            now = self._clock()
+            self._call_started = {
+                call_id: self._call_started.get(call_id, now) for call_id in self.gate.pending
+            }
+            self._call_started.update((call_id, now) for call_id, _ in pairs)
+            self.gate.shut_for(pairs)
+            self.events.on_gate(True, pairs)
         self.stats.tool_calls += len(calls)
-        for call_id, name, _ in calls:
+        for call_id, name in pairs:
             log.info(
                 "tool call %s (%s): input gate shut",
                 name,
                 call_id,
                 extra={"TOOL_NAME": name, "TOOL_CALL_ID": call_id, "LIVE_STATE": "tool-pending"},
             )
+        if background:
+            self.gate.run_for(background)
+            for call_id, name in background:
+                log.info(
+                    "tool call %s (%s): non-blocking, input keeps flowing",
+                    name,
+                    call_id,
+                    extra={"TOOL_NAME": name, "TOOL_CALL_ID": call_id},
+                )
+            self._background_changed()
         self._dispatcher.start(calls)
 
     def _on_content(self, content: types.LiveServerContent) -> None:
@@ -348,6 +378,7 @@ class LiveSession:
             return False
         return not (
             self.gate.shut
+            or self.gate.running
             or self._model_speaking
             or self.gate.wire_activity
             or self._awaiting_since is not None
@@ -489,6 +520,7 @@ class LiveSession:
 
     async def _disconnected(self) -> None:
         was_shut = self.gate.shut
+        was_running = bool(self.gate.running)
         self._session = None
         self._connected.clear()
         await self._dispatcher.stop_all()
@@ -502,6 +534,8 @@ class LiveSession:
         self._call_started.clear()
         if was_shut:
             self.events.on_gate(False, ())
+        if was_running:
+            self.events.on_background(())
 
     def _log_closure(self, report: CloseReport) -> None:
         level = {

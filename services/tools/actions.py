@@ -206,6 +206,8 @@ def build_tools(
                 handler=_guarded(declaration, handler),
                 parameters=declaration.parameters,
                 timeout_s=declaration.timeout_s,
+                behavior=declaration.behavior,
+                scheduling=declaration.scheduling,
             )
         )
     return specs

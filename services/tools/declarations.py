@@ -16,6 +16,7 @@ import re
 import socket
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,7 +26,7 @@ from jsonschema.exceptions import SchemaError
 from services.tools.ha_device import HaDeviceSettings
 from services.tools.home_assistant import HomeAssistantSettings
 from services.tools.mqtt import MqttSettings
-from services.tools.registry import ToolConfigError
+from services.tools.registry import Behavior, Scheduling, ToolConfigError
 from services.tools.templates import (
     TemplateError,
     check_topic_template,
@@ -114,6 +115,9 @@ class ToolDeclaration:
     timeout_s: float = 5.0
     rate_limit: int | None = None  # calls per minute
     confirm: bool = False
+    # None: the model profile's default; the profile is checked once the model is known.
+    behavior: Behavior | None = None
+    scheduling: Scheduling | None = None
 
 
 class _Reader:
@@ -324,6 +328,8 @@ def _tool(t: _Reader, *, mqtt: bool, home_assistant: bool) -> ToolDeclaration:
     if rate_limit is not None and not 1 <= rate_limit <= 600:
         raise t.fail("rate_limit", f"calls per minute, between 1 and 600; got {rate_limit}")
     confirm = t.get("confirm", (bool,), False)
+    behavior = _choice(t, "behavior", Behavior)
+    scheduling = _choice(t, "scheduling", Scheduling)
     entities = _entities(t) if kind.startswith("ha") else ()
     parameters = _parameters(t, entities, confirm)
     properties = set(parameters.get("properties", {}))
@@ -353,7 +359,20 @@ def _tool(t: _Reader, *, mqtt: bool, home_assistant: bool) -> ToolDeclaration:
         timeout_s=timeout_s,
         rate_limit=rate_limit,
         confirm=confirm,
+        behavior=None if behavior is None else Behavior(behavior),
+        scheduling=None if scheduling is None else Scheduling(scheduling),
     )
+
+
+def _choice(t: _Reader, key: str, kind: type[StrEnum]) -> str | None:
+    choices = [m.value for m in kind]
+    value: str | None = t.get(
+        key,
+        (str,),
+        None,
+        lambda v: None if v in choices else f"must be one of {', '.join(choices)}; got {v!r}",
+    )
+    return value
 
 
 def _parameters(t: _Reader, entities: tuple[str, ...], confirm: bool) -> dict[str, Any]:

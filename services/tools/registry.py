@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -21,6 +22,21 @@ log = logging.getLogger(__name__)
 
 ToolHandler = Callable[[dict[str, Any]], Awaitable[Any]]
 EMPTY_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
+
+
+class Behavior(StrEnum):
+    """Whether the model waits for a call's answer (blocking) or talks on (non_blocking)."""
+
+    BLOCKING = "blocking"
+    NON_BLOCKING = "non_blocking"
+
+
+class Scheduling(StrEnum):
+    """When the model takes up a non-blocking call's answer."""
+
+    SILENT = "silent"
+    WHEN_IDLE = "when_idle"
+    INTERRUPT = "interrupt"
 
 
 class ToolConfigError(ValueError):
@@ -36,6 +52,9 @@ class ToolSpec:
     handler: ToolHandler
     parameters: Mapping[str, Any] = field(default_factory=lambda: dict(EMPTY_SCHEMA))
     timeout_s: float = 5.0
+    # None: the model profile's default behaviour; scheduling applies to non-blocking calls.
+    behavior: Behavior | None = None
+    scheduling: Scheduling | None = None
 
 
 @dataclass(frozen=True)

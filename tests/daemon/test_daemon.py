@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from device.events import State
+from device.gpio import BACKGROUND_TOOL, PATTERNS
 from services.tools.registry import ToolSpec
 from tests.daemon.conftest import (
     BUTTON_PIN,
@@ -179,3 +180,33 @@ async def test_a_rejected_key_shows_the_error_pattern_and_a_press_retries(
         await rig.wait_for(lambda: rig.kinds("state")[-2:] == ["reconnecting", "error"])
         assert len(rig.emulator.trace.select("close")) > attempts
         assert rig.pin(TOOL_PIN).state == 0
+
+
+async def test_a_non_blocking_call_shows_on_the_status_led_and_leaves_the_tool_led_dark(
+    rig_factory: RigFactory, request_speech: bytes
+) -> None:
+    async def slow_search(args: dict[str, Any]) -> str:
+        await asyncio.sleep(1.0)
+        return "found"
+
+    scenario = {"turns": [{"tool_calls": [LIGHT_ON, {"name": "slow_search"}], "reply": "ok"}]}
+    # No behaviour given: on gemini-3.8-live both the GPIO tool and this one are non-blocking.
+    tool = ToolSpec("slow_search", "a slow search", slow_search, timeout_s=5)
+    async with rig_factory(
+        scenario, mode="always", extra_tools=(tool,), live={"model": "gemini-3.8-live"}
+    ) as rig:
+        rig.mic.say(request_speech)
+        await rig.wait_for(lambda: "slow_search" in rig.kinds("tool-running")[-1:])
+        status = rig.daemon.indicators.status
+        assert status is not None
+        assert status.pattern is BACKGROUND_TOOL
+        assert rig.pin(TOOL_PIN).state == 0
+        await rig.wait_for(lambda: rig.kinds("tool-running")[-1:] == [""])
+        await rig.wait_state("idle")
+        assert status.pattern is PATTERNS[State.IDLE]
+        assert rig.pin(LIGHT_PIN).state == 1
+        assert rig.daemon.source.stats.gated == 0
+    assert_clean(rig)
+    assert rig.kinds("tool-led") == []
+    [call] = rig.emulator.trace.select("out", kind="toolCall")
+    assert call["blocking"] == [False, False]
