@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -41,6 +41,8 @@ LIVE_PATHS = frozenset(
     for version in ("v1beta", "v1alpha")
 )
 _SPEECH_START_MS = 60.0
+Resumption = Literal["replay", "wait"]
+RESUMPTION_MODES: tuple[Resumption, ...] = ("replay", "wait")
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,9 @@ class EmulatorSettings:
     grace_ms: int | None = None
     chunk_ms: int = 40
     setup_timeout_s: float = 10.0
+    # Resuming with a handle taken after the user's turn was committed: "replay" answers that
+    # turn at once, "wait" waits for the user to ask again (the record is silent on which).
+    resumption: Resumption = "replay"
 
 
 @dataclass
@@ -194,7 +199,7 @@ class LiveConnection:
                 return False
             self.conv = snapshot.conversation
             self.conv.turn_index = snapshot.turn_index
-            self.conv.replay = snapshot.replay
+            self.conv.replay = snapshot.replay and self.em.settings.resumption == "replay"
         else:
             self.conv = self.em.new_conversation()
         self.conv.connections += 1

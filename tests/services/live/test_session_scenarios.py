@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from services.emulator import rules
-from services.emulator.server import Emulator
+from services.emulator.server import RESUMPTION_MODES, Emulator, Resumption
+from services.emulator.speech import OUTPUT_RATE, synthesize
 from services.live.diagnostics import Action
 from services.live.session import ConnectionState, LiveSessionFatal, _unread_frames
 from tests.conftest import EmulatorFactory, live_config, sdk_client
@@ -235,6 +236,41 @@ async def test_go_away_mid_turn_reconnects_seamlessly(emulator_factory: Emulator
     [report] = session.closures
     assert report.context.local_cause == "go-away"
     assert len({s["conv"] for s in em.trace.select("in", kind="setup")}) == 1
+
+
+@pytest.mark.parametrize("resumption", RESUMPTION_MODES)
+async def test_go_away_shortly_before_a_reply_ends_lets_the_turn_finish(
+    emulator_factory: EmulatorFactory, resumption: Resumption
+) -> None:
+    reply = "The light in the kitchen is now on and the hall stays dark."
+    # The reply takes about 2 s to stream: it ends 0.5 s before the 2.5 s deadline, inside the
+    # session's 1 s margin, so only a rotation that waits for the turn keeps the request.
+    seconds = len(synthesize(reply)) / (2 * OUTPUT_RATE)
+    scenario = {
+        "turns": [
+            {"reply": reply, "faults": [{"kind": "go_away", "at": "reply", "time_left_ms": 2500}]},
+            {"reply": "Still here."},
+        ]
+    }
+    async with emulator_factory(scenario, pace=2.0 / seconds, resumption=resumption) as em:
+        rec = Recorder()
+        session = new_session(em, [], rec)
+        async with running(session):
+            await speak(session)
+            await rec.wait_turns(1)
+            assert rec.reply_text() == reply
+            await rec.wait_for(lambda: len(session.closures) == 1 and session.connected)
+            await speak(session)
+            await rec.wait_turns(2)
+    assert_clean(em)
+    assert rec.reply_text() == f"{reply} Still here."
+    [report] = session.closures
+    assert report.context.local_cause == "go-away"
+    assert "safe point" in report.cause
+    out = em.trace.select("out")
+    first_close = em.trace.select("close")[0]
+    assert first_close["by"] == "client"
+    assert [r["kind"] for r in out if r["conn"] == 1].count("serverContent.turnComplete") == 1
 
 
 async def test_a_stale_handle_starts_a_fresh_session(emulator_factory: EmulatorFactory) -> None:
