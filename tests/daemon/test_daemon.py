@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 import pytest
@@ -179,3 +180,43 @@ async def test_a_rejected_key_shows_the_error_pattern_and_a_press_retries(
         await rig.wait_for(lambda: rig.kinds("state")[-2:] == ["reconnecting", "error"])
         assert len(rig.emulator.trace.select("close")) > attempts
         assert rig.pin(TOOL_PIN).state == 0
+
+
+def speaking_to_idle(states: list[str]) -> int:
+    return sum(1 for a, b in itertools.pairwise(states) if (a, b) == ("speaking", "idle"))
+
+
+async def test_a_barge_in_reply_plays_with_one_speaking_to_idle_transition(
+    rig_factory: RigFactory, request_speech: bytes
+) -> None:
+    scenario = {
+        "turns": [
+            {"reply": "This is a long answer that keeps going for a while. " * 3},
+            {"reply": "Here is the second answer, in several pieces."},
+        ]
+    }
+    async with rig_factory(scenario, mode="press", pace=1.0) as rig:
+        button = rig.pin(BUTTON_PIN)
+        button.drive_low()
+        button.drive_high()
+        rig.mic.say(request_speech)
+        await rig.wait_state("speaking")
+        # A press while the model speaks interrupts it and opens the next turn.
+        button.drive_low()
+        button.drive_high()
+        await rig.wait_state("listening")
+        barge_in = len(rig.kinds("state"))
+        rig.mic.say(request_speech)
+        await rig.wait_for(
+            lambda: (
+                "pieces." in "".join(rig.kinds("model-said"))
+                and rig.daemon.machine.state is State.IDLE
+            )
+        )
+    assert_clean(rig)
+    assert rig.emulator.trace.select("out", kind="serverContent.interrupted") != []
+    after = rig.kinds("state")[barge_in - 1 :]
+    assert after[0] == "listening"
+    assert "speaking" in after
+    assert speaking_to_idle(after) == 1
+    assert after[-1] == "idle"
