@@ -356,6 +356,7 @@ class Daemon(SessionEvents):
                 if paused:
                     self.endpointer.freeze()
                 else:
+                    self.endpointer.learn_noise(self.source.take_gated_levels())
                     self.endpointer.resume()
                     self._arm_quiet(RESYNC_QUIET_S)
             case SendActivity():

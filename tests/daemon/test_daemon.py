@@ -17,6 +17,7 @@ from tests.daemon.conftest import (
     Rig,
     RigFactory,
 )
+from tests.speech_fixtures import noise
 
 LIGHT_ON = {"name": "set_output", "args": {"name": "kitchen_light", "on": True}}
 SCENARIO = {
@@ -220,3 +221,25 @@ async def test_a_barge_in_reply_plays_with_one_speaking_to_idle_transition(
     assert "speaking" in after
     assert speaking_to_idle(after) == 1
     assert after[-1] == "idle"
+
+
+async def test_room_tone_that_starts_during_a_pending_call_starts_no_turn(
+    rig_factory: RigFactory, request_speech: bytes
+) -> None:
+    async def slow_light(args: dict[str, Any]) -> str:
+        await asyncio.sleep(3.5)
+        return "ok"
+
+    # No spoken reply: nothing plays, so the VAD hears the room as soon as the gate opens.
+    scenario = {"turns": [{"tool_calls": [{"name": "slow_light"}], "reply": ""}]}
+    tool = ToolSpec("slow_light", "a slow relay", slow_light, timeout_s=10)
+    room_tone = noise(6.0, 1000.0, brown=True, seed=7).pcm
+    async with rig_factory(scenario, mode="always", extra_tools=(tool,)) as rig:
+        rig.mic.say(request_speech)
+        await rig.wait_for(lambda: rig.pin(TOOL_PIN).state == 1)
+        rig.mic.say(room_tone)
+        await rig.wait_for(lambda: rig.kinds("tool-led") == ["on", "off"])
+        await asyncio.to_thread(rig.mic.idle.wait, 15)
+        await rig.wait_state("idle")
+    assert_clean(rig)
+    assert rig.signals() == ["activityStart", "activityEnd"]
