@@ -243,3 +243,28 @@ async def test_room_tone_that_starts_during_a_pending_call_starts_no_turn(
         await rig.wait_state("idle")
     assert_clean(rig)
     assert rig.signals() == ["activityStart", "activityEnd"]
+
+
+async def test_after_a_mid_utterance_call_the_turn_ends_once_the_vad_hears_silence(
+    rig_factory: RigFactory, request_speech: bytes
+) -> None:
+    async def slow_light(args: dict[str, Any]) -> str:
+        await asyncio.sleep(2.5)
+        return "ok"
+
+    # The call comes while the user speaks and is answered after they stopped.
+    turn = {"tool_calls": [{"name": "slow_light"}], "during_speech_ms": 300, "reply": "Done."}
+    tool = ToolSpec("slow_light", "a slow relay", slow_light, timeout_s=10)
+    async with rig_factory({"turns": [turn]}, mode="always", extra_tools=(tool,)) as rig:
+        rig.mic.say(request_speech)
+        await rig.wait_for(lambda: rig.kinds("tool-led") == ["on", "off"])
+        await rig.wait_for(lambda: "Done." in "".join(rig.kinds("model-said")))
+    assert_clean(rig)
+    assert rig.signals() == ["activityStart", "activityEnd"]
+    trace = rig.emulator.trace
+    [response] = trace.select("in", kind="toolResponse")
+    [end] = trace.select("in", kind="activityEnd")
+    after_gate = [r for r in trace.select("in", kind="audio") if response["t"] < r["t"] < end["t"]]
+    # The VAD restarts when the gate opens: its hang-over of silence (400 ms, 20 frames) ends
+    # the turn, with a few frames for the hand-over to the session.
+    assert len(after_gate) <= 20 + 5
