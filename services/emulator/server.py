@@ -29,6 +29,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from services.emulator import frames, rules
+from services.emulator.activity import EnergyVad, VadSettings
 from services.emulator.scenario import Fault, FaultMoment, Scenario, Turn
 from services.emulator.speech import OUTPUT_RATE, synthesize
 from services.emulator.tls import make_server_context
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 
 LIVE_PATHS = frozenset(
     f"/ws/google.ai.generativelanguage.{version}.GenerativeService.BidiGenerateContent"
-    for version in ("v1beta", "v1alpha")
+    for version in ("v1", "v1beta", "v1alpha")  # v1: google-genai 3.x's default
 )
 _SPEECH_START_MS = 60.0
 Resumption = Literal["replay", "wait"]
@@ -113,8 +114,17 @@ class LiveConnection:
         self.turns_handled = 0
         self.barge_in = False
         self.cancelled = False
-        self._voiced_ms = 0.0
-        self._silence_ms = 0.0
+        sc = self.scenario
+        self._vad = EnergyVad(
+            VadSettings(
+                min_rms=sc.speech_rms,
+                margin_db=sc.noise_margin_db,
+                window_ms=sc.noise_window_ms,
+                start_ms=_SPEECH_START_MS,
+                hangover_ms=sc.silence_hangover_ms,
+            )
+        )
+        self._audio_ms = 0.0  # audio received on this connection
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
 
@@ -175,8 +185,13 @@ class LiveConnection:
             return False
         # Like the real service, the key is judged once the setup has arrived.
         key = self.ws.request.headers.get("x-goog-api-key") if self.ws.request else None
+        if not key:
+            await self._reject(
+                "missing-api-key", rules.CODE_POLICY, "no x-goog-api-key", rules.REASON_NO_KEY
+            )
+            return False
         if key != self.em.settings.api_key:
-            detail = "x-goog-api-key missing" if key is None else "x-goog-api-key mismatch"
+            detail = "x-goog-api-key mismatch"
             await self._reject("bad-api-key", rules.CODE_INVALID, detail, rules.REASON_BAD_KEY)
             return False
         setup = frame.body
@@ -188,12 +203,20 @@ class LiveConnection:
         handle = (resumption or {}).get("handle")
         if handle:
             snapshot = self.em.handles.get(handle)
-            if snapshot is None or not snapshot.conversation.handles_valid:
-                self.conv = snapshot.conversation if snapshot else None
+            if snapshot is None:
+                await self._reject(
+                    "unknown-resumption-handle",
+                    rules.CODE_INVALID,
+                    f"handle {handle[:12]}… was never issued",
+                    reason=rules.REASON_INVALID_HANDLE,
+                )
+                return False
+            if not snapshot.conversation.handles_valid:
+                self.conv = snapshot.conversation
                 await self._reject(
                     "stale-resumption-handle",
                     rules.CODE_POLICY,
-                    f"handle {handle[:12]}… is unknown or expired",
+                    f"handle {handle[:12]}… has expired",
                     reason=rules.REASON_SESSION_NOT_FOUND,
                 )
                 return False
@@ -247,6 +270,11 @@ class LiveConnection:
             frame = frames.parse_client_frame(raw)
         except frames.FrameError as exc:
             await self._reject("bad-frame", rules.CODE_INVALID, str(exc))
+            return False
+        if frame.kind == "mediaChunks":
+            await self._reject(
+                "legacy-media-chunks", rules.CODE_INVALID, frame.kind, rules.REASON_MEDIA_CHUNKS
+            )
             return False
         if frame.is_realtime:
             in_flight = bool(self.state.pending) and self.state.in_grace(now)
@@ -314,6 +342,7 @@ class LiveConnection:
         elif kind == "activityEnd":
             self._speech_ended()
         elif kind == "audioStreamEnd":
+            self._vad.speech_ended()
             if self.user_speaking:
                 self._speech_ended()
         elif kind == "audio":
@@ -322,7 +351,6 @@ class LiveConnection:
     def _speech_started(self) -> None:
         self.user_speaking = True
         self.user_speech_ms = 0.0
-        self._silence_ms = 0.0
         self.barge_in = True
         self.changed.set()
 
@@ -345,15 +373,18 @@ class LiveConnection:
                 self.changed.set()
             return
         rms = math.sqrt(float(np.mean(samples.astype(np.float64) ** 2))) if len(samples) else 0.0
-        if rms >= self.scenario.speech_rms:
-            self._voiced_ms += duration_ms
-            self._silence_ms = 0.0
-            if not self.user_speaking and self._voiced_ms >= _SPEECH_START_MS:
+        self._audio_ms += duration_ms
+        change = self._vad.feed(rms, duration_ms, self.user_speaking)
+        if change is not None:
+            self._trace(
+                "activity",
+                detected=change,
+                audio_ms=round(self._audio_ms),
+                floor_rms=round(self._vad.floor_rms),
+            )
+            if change == "start":
                 self._speech_started()
-        else:
-            self._voiced_ms = 0.0
-            self._silence_ms += duration_ms
-            if self.user_speaking and self._silence_ms >= self.scenario.silence_hangover_ms:
+            else:
                 self._speech_ended()
         if self.user_speaking:
             self.user_speech_ms += duration_ms

@@ -114,6 +114,7 @@ ID_MISMATCH = (
 )
 STALE_HANDLE = "stale resumption handle: starting a fresh session, the conversation context is lost"
 BAD_KEY = "the API key is not valid: check the credential"
+NO_KEY = "no API key reached the service: check the credential"
 ACTIVITY_MISMATCH = (
     "activity signals sent while automatic activity detection is on: configuration mismatch"
 )
@@ -153,6 +154,8 @@ def _policy_violation(reason: str, ctx: CloseContext) -> tuple[str, Action]:
         return "the service could not find an entity the client named", Action.RESUME
     if reason.startswith(REASON_SESSION_NOT_FOUND):
         return STALE_HANDLE, Action.FRESH
+    if "unregistered callers" in reason:
+        return NO_KEY, Action.FATAL
     return "the service closed the session for a policy violation", Action.RESUME
 
 

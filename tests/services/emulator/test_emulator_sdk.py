@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
+import ssl
 from typing import Any
 
+import numpy as np
 import pytest
 import websockets
 from google.genai import errors, types
 from google.genai.live import AsyncSession
+from websockets.asyncio.client import ClientConnection, connect
 
 from services.emulator import rules
 from services.emulator.server import Emulator
 from services.emulator.trace import read_trace
 from tests.conftest import (
+    API_KEY,
     SILENCE_20MS,
     EmulatorFactory,
     audio_blob,
@@ -21,6 +27,7 @@ from tests.conftest import (
     loud_20ms,
     sdk_client,
 )
+from tests.speech_fixtures import pink_noise
 
 TOOL_TURN = {
     "turns": [{"tool_calls": [{"name": "set_output", "args": {"on": True}}], "reply": "ok"}]
@@ -108,10 +115,60 @@ async def test_wrong_api_key_closes_1007(emulator_factory: EmulatorFactory) -> N
     assert [v["rule"] for v in violations(em)] == ["bad-api-key"]
 
 
+async def raw_setup(em: Emulator, headers: dict[str, str]) -> ClientConnection:
+    """A WebSocket to the stand-in without the SDK, its setup sent."""
+    context = ssl.create_default_context(cafile=str(em.settings.cert_out))
+    path = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
+    ws = await connect(f"wss://127.0.0.1:{em.port}{path}", ssl=context, additional_headers=headers)
+    await ws.send(json.dumps({"setup": {"model": f"models/{MODEL}"}}))
+    return ws
+
+
+async def test_a_missing_api_key_closes_1008_unregistered_callers(
+    emulator_factory: EmulatorFactory,
+) -> None:
+    async with emulator_factory(TOOL_TURN) as em:
+        async with asyncio.timeout(10):
+            ws = await raw_setup(em, {})
+            with pytest.raises(websockets.exceptions.ConnectionClosed) as info:
+                await ws.recv()
+    assert info.value.rcvd is not None
+    assert (info.value.rcvd.code, info.value.rcvd.reason) == (1008, rules.REASON_NO_KEY)
+    assert [v["rule"] for v in violations(em)] == ["missing-api-key"]
+
+
+async def test_legacy_media_chunks_close_1007_deprecated(emulator_factory: EmulatorFactory) -> None:
+    chunk = {"mimeType": "audio/pcm;rate=16000", "data": base64.b64encode(SILENCE_20MS).decode()}
+    async with emulator_factory(TOOL_TURN) as em:
+        async with asyncio.timeout(10):
+            ws = await raw_setup(em, {"x-goog-api-key": API_KEY})
+            assert "setupComplete" in json.loads(await ws.recv())
+            await ws.send(json.dumps({"realtimeInput": {"mediaChunks": [chunk]}}))
+            with pytest.raises(websockets.exceptions.ConnectionClosed) as info:
+                while True:
+                    await ws.recv()
+    assert info.value.rcvd is not None
+    assert info.value.rcvd.code == 1007
+    assert "deprecated" in info.value.rcvd.reason
+    assert [v["rule"] for v in violations(em)] == ["legacy-media-chunks"]
+
+
+async def test_the_v1_path_of_google_genai_3_is_served(emulator_factory: EmulatorFactory) -> None:
+    async with emulator_factory({"turns": [{"reply": "hello"}]}) as em:
+        client = sdk_client(em)
+        client._api_client._http_options.api_version = "v1"
+        async with client.aio.live.connect(model=MODEL, config=live_config()) as session:
+            await user_turn(session)
+            await finish_turn(session)
+    assert em.trace.select("reject") == []
+    assert violations(em) == []
+    assert len(em.trace.select("out", kind="serverContent.turnComplete")) == 1
+
+
 async def test_unknown_path_is_refused_at_the_handshake(emulator_factory: EmulatorFactory) -> None:
     async with emulator_factory(TOOL_TURN) as em:
         client = sdk_client(em)
-        client._api_client._http_options.api_version = "v1"
+        client._api_client._http_options.api_version = "v9"
         with pytest.raises(websockets.exceptions.InvalidStatus):
             async with client.aio.live.connect(model=MODEL, config=live_config()):
                 pass
@@ -214,7 +271,7 @@ async def test_bad_tool_response_closes_1008_not_found(
     assert violations(em)[0]["rule"] == rule
 
 
-async def test_stale_handle_closes_1008_session_not_found(
+async def test_a_never_issued_handle_closes_1007_invalid_session_handle(
     emulator_factory: EmulatorFactory,
 ) -> None:
     async with emulator_factory(TOOL_TURN) as em:
@@ -224,8 +281,8 @@ async def test_stale_handle_closes_1008_session_not_found(
         with pytest.raises(errors.APIError) as info:
             async with client.aio.live.connect(model=MODEL, config=config):
                 pass
-    assert (info.value.code, info.value.details) == (1008, rules.REASON_SESSION_NOT_FOUND)
-    assert violations(em)[0]["rule"] == "stale-resumption-handle"
+    assert (info.value.code, info.value.details) == (1007, rules.REASON_INVALID_HANDLE)
+    assert violations(em)[0]["rule"] == "unknown-resumption-handle"
 
 
 async def test_expired_handles_are_stale(emulator_factory: EmulatorFactory) -> None:
@@ -258,6 +315,38 @@ async def test_automatic_mode_detects_a_spoken_turn(emulator_factory: EmulatorFa
                     if sc and sc.output_transcription and sc.output_transcription.text:
                         texts.append(sc.output_transcription.text)
     assert "".join(texts).split() == ["hello", "there"]
+    assert violations(em) == []
+
+
+async def test_a_turn_over_pink_room_tone_ends_within_the_hang_over(
+    emulator_factory: EmulatorFactory,
+) -> None:
+    # Room tone at RMS 500 straddles a fixed speech threshold of 500: only a floor that has
+    # learned the room ends the turn when the voice stops.
+    room = pink_noise(8.0, 500.0, seed=11)
+    voice = np.resize(np.frombuffer(loud_20ms(), dtype="<i2").astype(np.float64), 16000)
+    room[64000:80000] += voice  # one second of speech after four of room tone
+    pcm = np.clip(room, -32768, 32767).astype("<i2").tobytes()
+    chunks = [pcm[i : i + 640] for i in range(0, len(pcm), 640)]
+    scenario = {"turns": [], "fallback_reply": "", "silence_hangover_ms": 400}
+    async with emulator_factory(scenario) as em:
+        client = sdk_client(em)
+        async with client.aio.live.connect(model=MODEL, config=live_config(False)) as session:
+            for chunk in chunks:
+                await session.send_realtime_input(audio=audio_blob(chunk))
+            heard = await asyncio.to_thread(
+                em.trace.wait_for,
+                lambda: len(em.trace.select("in", kind="audio")) == len(chunks),
+                10,
+            )
+            assert heard
+    changes = [(r["detected"], r["audio_ms"]) for r in em.trace.select("activity")]
+    starts = [ms for change, ms in changes if change == "start" and ms >= 4000]
+    ends = [ms for change, ms in changes if change == "end" and ms >= 4000]
+    assert len(starts) == 1
+    assert 4000 <= starts[0] <= 4100
+    assert len(ends) == 1
+    assert 5000 + 400 <= ends[0] <= 5000 + 400 + 20
     assert violations(em) == []
 
 
