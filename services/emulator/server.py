@@ -30,7 +30,7 @@ from websockets.http11 import Request, Response
 
 from services.emulator import frames, rules
 from services.emulator.activity import EnergyVad, VadSettings
-from services.emulator.scenario import Fault, FaultMoment, Scenario, Turn
+from services.emulator.scenario import Fault, FaultMoment, Scenario, ToolCallSpec, Turn
 from services.emulator.speech import OUTPUT_RATE, synthesize
 from services.emulator.tls import make_server_context
 from services.emulator.trace import Trace
@@ -106,6 +106,8 @@ class LiveConnection:
         )
         self.conv: Conversation | None = None
         self.resumption = False
+        # The functions the client declared in its setup: the model calls no others.
+        self.declared: frozenset[str] = frozenset()
         self.changed = asyncio.Event()
         # What the user is doing, as the service sees it.
         self.user_speaking = False
@@ -198,6 +200,7 @@ class LiveConnection:
         realtime = setup.get("realtimeInputConfig") or {}
         aad = realtime.get("automaticActivityDetection") or {}
         self.state.manual_activity = bool(aad.get("disabled", False))
+        self.declared = _declared_functions(setup)
         resumption = setup.get("sessionResumption")
         self.resumption = resumption is not None
         handle = (resumption or {}).get("handle")
@@ -427,7 +430,7 @@ class LiveConnection:
         """A turn is answered when the user stops, or early once enough speech arrived."""
         if self._user_turn_over():
             return True
-        early = turn.during_speech_ms if turn.tool_calls else None
+        early = turn.during_speech_ms if self._calls(turn) else None
         return early is not None and self.user_speaking and self.user_speech_ms >= early
 
     async def _commit_user_turn(self) -> None:
@@ -450,7 +453,11 @@ class LiveConnection:
         faults = self._faults_for(turn, index)
         await self._fire("turn_start", faults)
         self.barge_in = False
-        if turn.tool_calls and not await self._call_tools(turn, faults):
+        calls = self._calls(turn)
+        if len(calls) < len(turn.tool_calls):
+            undeclared = [c.name for c in turn.tool_calls if c not in calls]
+            self._trace("undeclared", names=undeclared, turn=index)
+        if calls and not await self._call_tools(turn, calls, faults):
             await self._finish_turn(interrupted=True)
             return
         if not committed:
@@ -476,15 +483,21 @@ class LiveConnection:
             self.turns_handled = self.turns_ended
         await self._issue_handle()
 
-    async def _call_tools(self, turn: Turn, faults: list[tuple[str, Fault]]) -> bool:
-        """Send the turn's toolCall and wait for every response; False if cancelled."""
+    def _calls(self, turn: Turn) -> tuple[ToolCallSpec, ...]:
+        """The turn's function calls the client declared (the model knows of no others)."""
+        return tuple(c for c in turn.tool_calls if c.name in self.declared)
+
+    async def _call_tools(
+        self, turn: Turn, specs: tuple[ToolCallSpec, ...], faults: list[tuple[str, Fault]]
+    ) -> bool:
+        """Send one toolCall for ``specs`` and wait for every response; False if cancelled."""
         assert self.conv is not None
         await self._sleep(turn.tool_delay_ms)
-        ids = [f"function-call-{self.conv.rng.getrandbits(63)}" for _ in turn.tool_calls]
-        names = [spec.name for spec in turn.tool_calls]
+        ids = [f"function-call-{self.conv.rng.getrandbits(63)}" for _ in specs]
+        names = [spec.name for spec in specs]
         calls = [
             {"id": call_id, "name": spec.name, "args": spec.args}
-            for call_id, spec in zip(ids, turn.tool_calls, strict=True)
+            for call_id, spec in zip(ids, specs, strict=True)
         ]
         self.state.tool_call_sent(list(zip(ids, names, strict=True)), time.monotonic())
         self.cancelled = False
@@ -540,7 +553,7 @@ class LiveConnection:
         rf = self.scenario.random_faults
         if rf is not None:
             draw = random.Random(f"{rf.seed}:{self.conv.conv_id}:{index}").random()
-            at: FaultMoment = "tool_pending" if turn.tool_calls else "reply"
+            at: FaultMoment = "tool_pending" if self._calls(turn) else "reply"
             if draw < rf.close_1011:
                 out.append((f"{index}:random", Fault(kind="close", at=at, after_ms=20)))
             elif draw < rf.close_1011 + rf.go_away:
@@ -579,6 +592,19 @@ class LiveConnection:
     async def _deadline(self, time_left_ms: int) -> None:
         await self._sleep(time_left_ms)
         await self.close(rules.CODE_INTERNAL, rules.REASON_DEADLINE, "goAway deadline")
+
+
+def _declared_functions(setup: dict[str, Any]) -> frozenset[str]:
+    """The function names a setup declares (``tools[].functionDeclarations[].name``)."""
+    tools = setup.get("tools")
+    names: set[str] = set()
+    for tool in tools if isinstance(tools, list) else []:
+        declarations = tool.get("functionDeclarations") if isinstance(tool, dict) else None
+        for declaration in declarations if isinstance(declarations, list) else []:
+            name = declaration.get("name") if isinstance(declaration, dict) else None
+            if isinstance(name, str):
+                names.add(name)
+    return frozenset(names)
 
 
 class Emulator:

@@ -35,6 +35,12 @@ TOOL_TURN = {
 MODEL = "gemini-live-test"
 
 
+def declared_config(manual: bool = True) -> types.LiveConnectConfig:
+    """:func:`live_config` declaring the functions the scenarios here call: the stand-in's model
+    calls only declared ones."""
+    return live_config(manual, tools=("set_output", "slow"))
+
+
 async def next_message(session: AsyncSession, want: str) -> types.LiveServerMessage:
     """Receive until a message whose ``want`` field is set (bounded in time)."""
     async with asyncio.timeout(10):
@@ -77,7 +83,7 @@ async def test_a_full_turn_answers_the_tool_call_and_speaks(
 ) -> None:
     async with emulator_factory(TOOL_TURN) as em:
         client = sdk_client(em)
-        async with client.aio.live.connect(model=MODEL, config=live_config()) as session:
+        async with client.aio.live.connect(model=MODEL, config=declared_config()) as session:
             await user_turn(session)
             call = await next_message(session, "tool_call")
             assert call.tool_call is not None
@@ -105,11 +111,33 @@ async def test_a_full_turn_answers_the_tool_call_and_speaks(
     assert any(r.get("audio_bytes") == 640 for r in records)
 
 
+async def test_functions_the_client_did_not_declare_are_never_called(
+    emulator_factory: EmulatorFactory,
+) -> None:
+    scenario = {
+        "turns": [{"tool_calls": [{"name": "set_output"}, {"name": "slow"}], "reply": "ok"}]
+    }
+    async with emulator_factory(scenario) as em:
+        client = sdk_client(em)
+        config = live_config(tools=("slow",))
+        async with client.aio.live.connect(model=MODEL, config=config) as session:
+            await user_turn(session)
+            call = await next_message(session, "tool_call")
+            [fc] = call.tool_call.function_calls or []  # type: ignore[union-attr]
+            assert fc.name == "slow"
+            await session.send_tool_response(
+                function_responses=[types.FunctionResponse(id=fc.id, name=fc.name, response={})]
+            )
+            await finish_turn(session)
+    assert violations(em) == []
+    assert [r["names"] for r in em.trace.select("undeclared")] == [["set_output"]]
+
+
 async def test_wrong_api_key_closes_1007(emulator_factory: EmulatorFactory) -> None:
     async with emulator_factory(TOOL_TURN) as em:
         client = sdk_client(em, api_key="wrong")
         with pytest.raises(errors.APIError) as info:
-            async with client.aio.live.connect(model=MODEL, config=live_config()):
+            async with client.aio.live.connect(model=MODEL, config=declared_config()):
                 pass
     assert (info.value.code, info.value.details) == (1007, rules.REASON_BAD_KEY)
     assert [v["rule"] for v in violations(em)] == ["bad-api-key"]
@@ -157,7 +185,7 @@ async def test_the_v1_path_of_google_genai_3_is_served(emulator_factory: Emulato
     async with emulator_factory({"turns": [{"reply": "hello"}]}) as em:
         client = sdk_client(em)
         client._api_client._http_options.api_version = "v1"
-        async with client.aio.live.connect(model=MODEL, config=live_config()) as session:
+        async with client.aio.live.connect(model=MODEL, config=declared_config()) as session:
             await user_turn(session)
             await finish_turn(session)
     assert em.trace.select("reject") == []
@@ -170,7 +198,7 @@ async def test_unknown_path_is_refused_at_the_handshake(emulator_factory: Emulat
         client = sdk_client(em)
         client._api_client._http_options.api_version = "v9"
         with pytest.raises(websockets.exceptions.InvalidStatus):
-            async with client.aio.live.connect(model=MODEL, config=live_config()):
+            async with client.aio.live.connect(model=MODEL, config=declared_config()):
                 pass
     assert em.trace.select("reject")[0]["status"] == 404
 
@@ -182,7 +210,7 @@ async def test_realtime_input_while_a_call_is_pending_closes_1008(
     manual = kind != "audioStreamEnd"
     async with emulator_factory(TOOL_TURN, grace_ms=0) as em:
         client = sdk_client(em)
-        async with client.aio.live.connect(model=MODEL, config=live_config(manual)) as session:
+        async with client.aio.live.connect(model=MODEL, config=declared_config(manual)) as session:
             if manual:
                 await user_turn(session)
             else:
@@ -209,7 +237,7 @@ async def test_input_in_flight_within_grace_is_tolerated(
 ) -> None:
     async with emulator_factory(TOOL_TURN, grace_ms=5000) as em:
         client = sdk_client(em)
-        async with client.aio.live.connect(model=MODEL, config=live_config()) as session:
+        async with client.aio.live.connect(model=MODEL, config=declared_config()) as session:
             await user_turn(session)
             call = await next_message(session, "tool_call")
             await session.send_realtime_input(audio=audio_blob(SILENCE_20MS))
@@ -229,7 +257,7 @@ async def test_activity_signals_in_automatic_mode_close_1007(
 ) -> None:
     async with emulator_factory(TOOL_TURN) as em:
         client = sdk_client(em)
-        async with client.aio.live.connect(model=MODEL, config=live_config(False)) as session:
+        async with client.aio.live.connect(model=MODEL, config=declared_config(False)) as session:
             await session.send_realtime_input(activity_start=types.ActivityStart())
             error = await expect_close(session)
     assert (error.code, error.details) == (1007, rules.REASON_EXPLICIT_ACTIVITY)
@@ -241,7 +269,7 @@ async def test_audio_stream_end_in_manual_mode_closes_1007(
 ) -> None:
     async with emulator_factory(TOOL_TURN) as em:
         client = sdk_client(em)
-        async with client.aio.live.connect(model=MODEL, config=live_config()) as session:
+        async with client.aio.live.connect(model=MODEL, config=declared_config()) as session:
             await session.send_realtime_input(audio_stream_end=True)
             error = await expect_close(session)
     assert error.code == 1007
@@ -260,7 +288,7 @@ async def test_bad_tool_response_closes_1008_not_found(
 ) -> None:
     async with emulator_factory(TOOL_TURN) as em:
         client = sdk_client(em)
-        async with client.aio.live.connect(model=MODEL, config=live_config()) as session:
+        async with client.aio.live.connect(model=MODEL, config=declared_config()) as session:
             await user_turn(session)
             call = await next_message(session, "tool_call")
             [fc] = call.tool_call.function_calls or []  # type: ignore[union-attr]
@@ -276,7 +304,7 @@ async def test_a_never_issued_handle_closes_1007_invalid_session_handle(
 ) -> None:
     async with emulator_factory(TOOL_TURN) as em:
         client = sdk_client(em)
-        config = live_config()
+        config = declared_config()
         config.session_resumption = types.SessionResumptionConfig(handle="no-such-handle")
         with pytest.raises(errors.APIError) as info:
             async with client.aio.live.connect(model=MODEL, config=config):
@@ -289,12 +317,12 @@ async def test_expired_handles_are_stale(emulator_factory: EmulatorFactory) -> N
     scenario = {"turns": [{"reply": "hi", "faults": [{"kind": "expire_handles", "at": "reply"}]}]}
     async with emulator_factory(scenario) as em:
         client = sdk_client(em)
-        async with client.aio.live.connect(model=MODEL, config=live_config()) as session:
+        async with client.aio.live.connect(model=MODEL, config=declared_config()) as session:
             update = await next_message(session, "session_resumption_update")
             handle = update.session_resumption_update.new_handle  # type: ignore[union-attr]
             await user_turn(session)
             await next_message(session, "server_content")
-        config = live_config()
+        config = declared_config()
         config.session_resumption = types.SessionResumptionConfig(handle=handle)
         with pytest.raises(errors.APIError) as info:
             async with client.aio.live.connect(model=MODEL, config=config):
@@ -305,7 +333,7 @@ async def test_expired_handles_are_stale(emulator_factory: EmulatorFactory) -> N
 async def test_automatic_mode_detects_a_spoken_turn(emulator_factory: EmulatorFactory) -> None:
     async with emulator_factory({"turns": [{"reply": "hello there"}]}) as em:
         client = sdk_client(em)
-        async with client.aio.live.connect(model=MODEL, config=live_config(False)) as session:
+        async with client.aio.live.connect(model=MODEL, config=declared_config(False)) as session:
             for pcm in [loud_20ms()] * 15 + [SILENCE_20MS] * 25:
                 await session.send_realtime_input(audio=audio_blob(pcm))
             texts = []
@@ -331,7 +359,7 @@ async def test_a_turn_over_pink_room_tone_ends_within_the_hang_over(
     scenario = {"turns": [], "fallback_reply": "", "silence_hangover_ms": 400}
     async with emulator_factory(scenario) as em:
         client = sdk_client(em)
-        async with client.aio.live.connect(model=MODEL, config=live_config(False)) as session:
+        async with client.aio.live.connect(model=MODEL, config=declared_config(False)) as session:
             for chunk in chunks:
                 await session.send_realtime_input(audio=audio_blob(chunk))
             heard = await asyncio.to_thread(
@@ -356,7 +384,7 @@ async def test_cancellation_then_a_late_response_closes_1008(
     scenario = {"turns": [{"tool_calls": [{"name": "slow"}], "cancel_after_ms": 50, "reply": "x"}]}
     async with emulator_factory(scenario) as em:
         client = sdk_client(em)
-        async with client.aio.live.connect(model=MODEL, config=live_config()) as session:
+        async with client.aio.live.connect(model=MODEL, config=declared_config()) as session:
             await user_turn(session)
             call = await next_message(session, "tool_call")
             cancel = await next_message(session, "tool_call_cancellation")
@@ -380,7 +408,7 @@ async def test_go_away_is_followed_by_a_deadline_close(emulator_factory: Emulato
     }
     async with emulator_factory(scenario, pace=1.0) as em:
         client = sdk_client(em)
-        async with client.aio.live.connect(model=MODEL, config=live_config()) as session:
+        async with client.aio.live.connect(model=MODEL, config=declared_config()) as session:
             await user_turn(session)
             message = await next_message(session, "go_away")
             assert message.go_away is not None
@@ -403,7 +431,7 @@ async def test_a_session_resumes_after_1011_and_finishes_the_turn(
     async with emulator_factory(scenario) as em:
         client = sdk_client(em)
         handle = None
-        async with client.aio.live.connect(model=MODEL, config=live_config()) as session:
+        async with client.aio.live.connect(model=MODEL, config=declared_config()) as session:
             await user_turn(session)
             with pytest.raises(errors.APIError) as info:
                 async with asyncio.timeout(10):
@@ -414,7 +442,7 @@ async def test_a_session_resumes_after_1011_and_finishes_the_turn(
                                 handle = update.new_handle
         assert (info.value.code, info.value.details) == (1011, rules.REASON_INTERNAL)
         assert handle is not None
-        config = live_config()
+        config = declared_config()
         config.session_resumption = types.SessionResumptionConfig(handle=handle)
         async with client.aio.live.connect(model=MODEL, config=config) as session:
             call = await next_message(session, "tool_call")
