@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from services.emulator.scenario import ScenarioError, default_scenario, load_scenario
-from services.emulator.server import Emulator, EmulatorSettings
+from services.emulator.server import RESUMPTION_MODES, Emulator, EmulatorSettings
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,15 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="input tolerated this long after a toolCall (frames in flight); default: scenario's",
     )
+    parser.add_argument(
+        "--resumption",
+        choices=RESUMPTION_MODES,
+        default="replay",
+        help="resuming after the user's turn was committed: answer it, or wait to be asked again",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=None, help="seed the call ids (default: different every run)"
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> EmulatorSettings:
@@ -56,6 +65,8 @@ def settings_from_args(args: argparse.Namespace) -> EmulatorSettings:
         trace_path=args.trace,
         pace=args.pace,
         grace_ms=args.grace_ms,
+        resumption=args.resumption,
+        seed=args.seed,
     )
 
 

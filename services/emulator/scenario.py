@@ -87,7 +87,8 @@ class Scenario:
     silence_hangover_ms: int = 400
     noise_margin_db: float = 6.0
     noise_window_ms: int = 3000
-    seed: int = 0
+    # Seeds the call ids; None: different ids in every run, as the service gives.
+    seed: int | None = None
 
     def turn(self, index: int) -> Turn:
         """The turn at ``index``, or a plain fallback reply once the script has run out."""
@@ -229,7 +230,7 @@ def scenario_from_dict(data: Any, name: str = "scenario") -> Scenario:
             _expect(data.get("noise_margin_db", 6.0), (int, float), f"{name}.noise_margin_db")
         ),
         noise_window_ms=_expect(data.get("noise_window_ms", 3000), int, f"{name}.noise_window_ms"),
-        seed=_expect(data.get("seed", 0), int, f"{name}.seed"),
+        seed=None if data.get("seed") is None else _expect(data["seed"], int, f"{name}.seed"),
     )
 
 

@@ -42,6 +42,9 @@ LIVE_PATHS = frozenset(
     for version in ("v1", "v1beta", "v1alpha")  # v1: google-genai 3.x's default
 )
 _SPEECH_START_MS = 60.0
+# Token rates (assumed: the record gives 32 tokens per second of audio, ~4 characters a token).
+AUDIO_TOKENS_PER_S = 32
+TEXT_CHARS_PER_TOKEN = 4
 Resumption = Literal["replay", "wait"]
 RESUMPTION_MODES: tuple[Resumption, ...] = ("replay", "wait")
 
@@ -63,6 +66,8 @@ class EmulatorSettings:
     # Resuming with a handle taken after the user's turn was committed: "replay" answers that
     # turn at once, "wait" waits for the user to ask again (the record is silent on which).
     resumption: Resumption = "replay"
+    # Seeds the call ids (over the scenario's seed); None with no scenario seed: random ones.
+    seed: int | None = None
 
 
 @dataclass
@@ -77,6 +82,8 @@ class Conversation:
     handles_valid: bool = True
     fired: set[tuple[int, str]] = field(default_factory=set)
     connections: int = 0
+    # Tokens of the context so far, per modality: every turn's prompt is all of it again.
+    context_tokens: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -127,6 +134,9 @@ class LiveConnection:
             )
         )
         self._audio_ms = 0.0  # audio received on this connection
+        # What the client sent since the last turnComplete, and the model's reply so far.
+        self._new_input = {"AUDIO": 0.0, "TEXT": 0.0}
+        self._reply_ms = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
 
@@ -335,6 +345,7 @@ class LiveConnection:
         violation = self.state.check_tool_response(responses)
         if violation is not None:
             return await self._on_violation(violation)
+        self._new_input["TEXT"] += frame.size / TEXT_CHARS_PER_TOKEN
         self.changed.set()
         return True
 
@@ -370,6 +381,8 @@ class LiveConnection:
                 rate = int(mime.split("rate=", 1)[1].split(";", 1)[0])
         samples = np.frombuffer(frame.audio[: len(frame.audio) // 2 * 2], dtype="<i2")
         duration_ms = 1000 * len(samples) / rate
+        # Silence is billed too.
+        self._new_input["AUDIO"] += duration_ms * AUDIO_TOKENS_PER_S / 1000
         if self.state.manual_activity:
             if self.user_speaking:
                 self.user_speech_ms += duration_ms
@@ -476,7 +489,10 @@ class LiveConnection:
             await self.send(frames.interrupted())
         else:
             await self.send(frames.generation_complete())
-        await self.send(frames.turn_complete())
+        usage = self._turn_usage()
+        await self.send(
+            frames.turn_complete(usage), tokens=usage["totalTokenCount"], turn=self.conv.turn_index
+        )
         self.conv.turn_index += 1
         self.conv.replay = False
         if self._user_turn_over() and not self.user_speaking:
@@ -486,6 +502,20 @@ class LiveConnection:
     def _calls(self, turn: Turn) -> tuple[ToolCallSpec, ...]:
         """The turn's function calls the client declared (the model knows of no others)."""
         return tuple(c for c in turn.tool_calls if c.name in self.declared)
+
+    def _turn_usage(self) -> dict[str, Any]:
+        """What this turn cost: the whole context again plus the new input, and the reply."""
+        assert self.conv is not None
+        prompt = dict(self.conv.context_tokens)
+        for modality, tokens in self._new_input.items():
+            prompt[modality] = prompt.get(modality, 0) + round(tokens)
+        response = {"AUDIO": round(self._reply_ms * AUDIO_TOKENS_PER_S / 1000)}
+        self.conv.context_tokens = {
+            m: prompt.get(m, 0) + response.get(m, 0) for m in prompt.keys() | response.keys()
+        }
+        self._new_input = dict.fromkeys(self._new_input, 0.0)
+        self._reply_ms = 0.0
+        return frames.usage_metadata(prompt, response)
 
     async def _call_tools(
         self, turn: Turn, specs: tuple[ToolCallSpec, ...], faults: list[tuple[str, Fault]]
@@ -539,6 +569,7 @@ class LiveConnection:
                 return True
             if piece:
                 await self.send(frames.audio_chunk(piece), audio_bytes=len(piece))
+                self._reply_ms += 1000 * len(piece) / (2 * OUTPUT_RATE)
             due = math.ceil(len(words) * (n + 1) / len(pieces))
             if due > said:
                 await self.send(frames.output_transcription(" ".join(words[said:due]) + " "))
@@ -618,6 +649,8 @@ class Emulator:
         self._server: Server | None = None
         self._numbers = itertools.count(1)
         self._conv_numbers = itertools.count(1)
+        seed = settings.seed if settings.seed is not None else settings.scenario.seed
+        self._seed = secrets.randbits(64) if seed is None else seed
         self.port = settings.port
 
     @property
@@ -629,7 +662,7 @@ class Emulator:
         """Start a conversation with its own seeded randomness."""
         number = next(self._conv_numbers)
         conv_id = f"conv-{number}"
-        conv = Conversation(conv_id, random.Random(f"{self.settings.scenario.seed}:{number}"))
+        conv = Conversation(conv_id, random.Random(f"{self._seed}:{number}"))
         self.conversations[conv_id] = conv
         return conv
 

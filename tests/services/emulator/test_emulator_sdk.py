@@ -133,6 +133,54 @@ async def test_functions_the_client_did_not_declare_are_never_called(
     assert [r["names"] for r in em.trace.select("undeclared")] == [["set_output"]]
 
 
+async def test_turn_complete_carries_usage_with_modality_details(
+    emulator_factory: EmulatorFactory,
+) -> None:
+    usages: list[types.UsageMetadata] = []
+    async with emulator_factory({"turns": [{"reply": "one two"}, {"reply": "three"}]}) as em:
+        client = sdk_client(em)
+        async with client.aio.live.connect(model=MODEL, config=declared_config()) as session:
+            for _ in range(2):
+                await user_turn(session, frames=50)  # one second of audio: 32 tokens
+                async with asyncio.timeout(10):
+                    async for message in session.receive():
+                        if message.server_content and message.server_content.turn_complete:
+                            assert message.usage_metadata is not None
+                            usages.append(message.usage_metadata)
+    first, second = usages
+    assert first.prompt_token_count == 32
+    assert first.response_token_count is not None
+    assert first.response_token_count > 0
+    assert first.total_token_count == 32 + first.response_token_count
+    [detail] = first.response_tokens_details or []
+    assert (detail.modality, detail.token_count) == (
+        types.MediaModality.AUDIO,
+        first.response_token_count,
+    )
+    # The whole context is billed again: the first turn, its reply and the new second.
+    assert second.prompt_token_count == first.total_token_count + 32
+
+
+async def first_call_id(factory: EmulatorFactory, **settings: Any) -> str:
+    async with factory(TOOL_TURN, **settings) as em:
+        client = sdk_client(em)
+        async with client.aio.live.connect(model=MODEL, config=declared_config()) as session:
+            await user_turn(session)
+            call = await next_message(session, "tool_call")
+    [fc] = call.tool_call.function_calls or []  # type: ignore[union-attr]
+    assert fc.id is not None
+    assert fc.id.startswith("function-call-")
+    return fc.id
+
+
+async def test_call_ids_differ_between_runs_unless_seeded(
+    emulator_factory: EmulatorFactory,
+) -> None:
+    assert await first_call_id(emulator_factory) != await first_call_id(emulator_factory)
+    seeded = [await first_call_id(emulator_factory, seed=7) for _ in range(2)]
+    assert seeded[0] == seeded[1]
+
+
 async def test_wrong_api_key_closes_1007(emulator_factory: EmulatorFactory) -> None:
     async with emulator_factory(TOOL_TURN) as em:
         client = sdk_client(em, api_key="wrong")
