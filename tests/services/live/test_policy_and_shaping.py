@@ -138,5 +138,10 @@ def test_the_go_away_deadline_is_not_called_a_safe_point() -> None:
     assert action is Action.RESUME
 
 
+def test_a_missing_key_is_named_and_fatal() -> None:
+    reason = "Method doesn't allow unregistered callers (callers without established identity)."
+    assert likely_cause(1008, reason, ctx()) == (d.NO_KEY, Action.FATAL)
+
+
 def test_an_invalid_session_handle_starts_a_fresh_session() -> None:
     assert likely_cause(1007, "Invalid session handle", ctx()) == (d.STALE_HANDLE, Action.FRESH)
