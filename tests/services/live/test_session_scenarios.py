@@ -324,6 +324,26 @@ async def test_resuming_from_a_handle_taken_after_the_turn_says_nothing_is_lost(
     assert not [r for r in caplog.records if "may lose that request" in r.getMessage()]
 
 
+async def test_a_1011_long_after_a_tool_response_is_not_blamed_on_it(
+    emulator_factory: EmulatorFactory,
+) -> None:
+    turn = {
+        "tool_calls": [LIGHT],
+        "reply": "Done.",
+        "faults": [{"kind": "close", "code": 1011, "at": "reply", "after_ms": 1500}],
+    }
+    async with emulator_factory({"turns": [turn]}) as em:
+        rec = Recorder()
+        session = new_session(em, [tool("set_output", set_output)], rec)
+        async with running(session):
+            await speak(session)
+            await rec.wait_turns(1)
+    [report] = session.closures
+    assert report.code == 1011
+    assert [f.kind for f in report.context.last_sent][-1:] == ["toolResponse"]
+    assert "tool response" not in report.cause
+
+
 async def test_a_stale_handle_starts_a_fresh_session(emulator_factory: EmulatorFactory) -> None:
     scenario = {
         "turns": [
