@@ -153,8 +153,10 @@ class LiveSession:
         # The newest handle restores the conversation as it is now (nothing in progress).
         self._resumable = False
         self._handle_at: float | None = None
-        # When the user's turn now in flight began on the wire; None once the model completed it.
+        # When the user's turn now in flight began and ended on the wire (the end only in manual
+        # mode); None once the model completed it.
         self._turn_at: float | None = None
+        self._turn_end_at: float | None = None
         self._last_reply_at: float | None = None
         self._local_cause: str | None = None
         self._connected = asyncio.Event()
@@ -236,11 +238,11 @@ class LiveSession:
             return
         self._note_sent(signal.value, 0)
         if signal is Signal.START:
-            if self._turn_at is None:
-                self._turn_at = self._clock()
+            if self._turn_at is None or self._turn_end_at is not None:
+                self._turn_at, self._turn_end_at = self._clock(), None
             await self._guarded(session.send_realtime_input(activity_start=types.ActivityStart()))
         else:
-            self._awaiting_since = self._clock()
+            self._awaiting_since = self._turn_end_at = self._clock()
             await self._guarded(session.send_realtime_input(activity_end=types.ActivityEnd()))
 
     async def _send_tool_response(self, response: types.FunctionResponse, size: int) -> bool:
@@ -355,7 +357,7 @@ class LiveSession:
         if content.turn_complete:
             self._model_speaking = False
             self._awaiting_since = None
-            self._turn_at = None
+            self._turn_at = self._turn_end_at = None
             self.events.on_turn_complete()
 
     def _safe_point(self) -> bool:
@@ -377,7 +379,10 @@ class LiveSession:
         """Would resuming now restore the conversation from before the user's turn in flight?"""
         if self._turn_at is None or not self.settings.resumption:
             return False
-        return self._handle_at is None or self._handle_at < self._turn_at
+        # Only a handle issued once the service had the whole turn covers it; in automatic mode
+        # the service decides when that is, and a handle after its start is the best sign.
+        covered_from = self._turn_at if not self.settings.manual_activity else self._turn_end_at
+        return covered_from is None or self._handle_at is None or self._handle_at < covered_from
 
     async def _receive(self, session: AsyncSession) -> None:
         while True:
@@ -495,13 +500,13 @@ class LiveSession:
             at=now,
             last_reply_at=self._last_reply_at,
         )
-        if self._request_at_risk():
+        text, action = likely_cause(code, reason, context)
+        if action is Action.RESUME and self._request_at_risk():
             log.warning(
                 "the newest resumption handle is older than the user's turn in flight: "
                 "resuming may lose that request",
                 extra={"SESSION_ID": self.session_id},
             )
-        text, action = likely_cause(code, reason, context)
         return CloseReport(
             code=code,
             reason=reason,
@@ -523,7 +528,7 @@ class LiveSession:
         self._go_away_at = None
         self._resumable = False
         self._handle_at = None
-        self._turn_at = None
+        self._turn_at = self._turn_end_at = None
         self._last_reply_at = None
         self._last_sent.clear()
         self._last_response_size = None
