@@ -9,7 +9,7 @@ CHUNK_MS = 20.0
 
 def run(vad: EnergyVad, levels: list[float], speaking: bool = False) -> list[tuple[int, str]]:
     """Feed chunk RMS levels; returns (chunk index, change), following the changes."""
-    changes = []
+    changes: list[tuple[int, str]] = []
     for i, rms in enumerate(levels):
         change = vad.feed(rms, CHUNK_MS, speaking)
         if change is not None:
