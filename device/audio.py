@@ -122,6 +122,11 @@ class AudioSource(Protocol):
         """A snapshot of the counters."""
         ...
 
+    def take_gated_levels(self) -> list[float]:
+        """The loudness (:func:`device.vad.level_db`) of the frames discarded while paused
+        since the last call, oldest first (the newest few seconds' worth at most)."""
+        ...
+
     async def __aenter__(self) -> Self: ...
 
     async def __aexit__(

@@ -14,6 +14,7 @@ from device.alsa_pcm import Pcm, PcmError, PcmGrant, PcmOpener, PcmRequest, open
 from device.audio import INPUT_RATE, CaptureSettings, CaptureStats
 from device.frames import BridgeClosed, FrameBridge, Rechunker, frame_bytes
 from device.resample import StreamResampler, to_mono
+from device.vad import level_db
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,10 @@ class AlsaAudioSource:
         if self._bridge is not None:
             self._bridge.paused = value
 
+    def take_gated_levels(self) -> list[float]:
+        """Loudness (:func:`device.vad.level_db`) of the frames gated since the last call."""
+        return [] if self._bridge is None else self._bridge.take_gated_levels()
+
     @property
     def stats(self) -> CaptureStats:
         """A snapshot of the counters."""
@@ -83,7 +88,7 @@ class AlsaAudioSource:
     async def __aenter__(self) -> Self:
         if self._thread is not None:
             raise RuntimeError("an AlsaAudioSource can be entered only once")
-        bridge = FrameBridge(asyncio.get_running_loop(), self._settings.queue_frames)
+        bridge = FrameBridge(asyncio.get_running_loop(), self._settings.queue_frames, level_db)
         bridge.paused = self._paused
         self._bridge = bridge
         first_attempt: concurrent.futures.Future[None] = concurrent.futures.Future()

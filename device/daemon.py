@@ -69,10 +69,8 @@ from services.tools.registry import Behavior, Scheduling, ToolRegistry, ToolSpec
 
 log = logging.getLogger(__name__)
 
-# How long a turn the button opened waits for speech, and how long speech may stay unheard after a
-# pending tool call froze the VAD, before the turn is closed.
+# How long a turn the button opened waits for speech before the turn is closed.
 NO_SPEECH_S = 5.0
-RESYNC_QUIET_S = 1.0
 PLAYBACK_RECHECK_S = 0.02
 
 
@@ -388,8 +386,11 @@ class Daemon(SessionEvents):
                 if paused:
                     self.endpointer.freeze()
                 else:
+                    self.endpointer.learn_noise(self.source.take_gated_levels())
                     self.endpointer.resume()
-                    self._arm_quiet(RESYNC_QUIET_S)
+                    # The VAD restarts from a clean slate: a turn the call cut into ends after
+                    # the same silence as any other, not a longer grace.
+                    self._arm_quiet(self.settings.vad.hangover_ms / 1000)
             case SendActivity():
                 self._enqueue(command)
             case StreamCapture(on):

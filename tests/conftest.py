@@ -52,10 +52,17 @@ def sdk_client(emulator: Emulator, api_key: str = API_KEY) -> genai.Client:
     )
 
 
-def live_config(manual: bool = True, resumption: bool = True) -> types.LiveConnectConfig:
-    """The connect config a client of the stand-in typically uses."""
+def live_config(
+    manual: bool = True, resumption: bool = True, tools: tuple[str, ...] = ()
+) -> types.LiveConnectConfig:
+    """The connect config a client of the stand-in typically uses, declaring ``tools`` (the
+    stand-in's model calls only declared functions)."""
+    declared = [
+        types.FunctionDeclaration(name=name, description=f"test function {name}") for name in tools
+    ]
     return types.LiveConnectConfig(
         response_modalities=[types.Modality.AUDIO],
+        tools=[types.Tool(function_declarations=declared)] if declared else None,
         realtime_input_config=types.RealtimeInputConfig(
             automatic_activity_detection=types.AutomaticActivityDetection(disabled=manual)
         ),

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from services.emulator.scenario import ScenarioError, default_scenario, load_scenario
-from services.emulator.server import Emulator, EmulatorSettings
+from services.emulator.server import RESUMPTION_MODES, Emulator, EmulatorSettings
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,15 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="answer keepalive pings this late, as the service may (8-30 s); default: at once",
     )
+    parser.add_argument(
+        "--resumption",
+        choices=RESUMPTION_MODES,
+        default="replay",
+        help="resuming after the user's turn was committed: answer it, or wait to be asked again",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=None, help="seed the call ids (default: different every run)"
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> EmulatorSettings:
@@ -63,6 +72,8 @@ def settings_from_args(args: argparse.Namespace) -> EmulatorSettings:
         pace=args.pace,
         grace_ms=args.grace_ms,
         pong_delay_ms=args.pong_delay_ms,
+        resumption=args.resumption,
+        seed=args.seed,
     )
 
 

@@ -84,10 +84,10 @@ def rules_for(model: object) -> ModelRules:
 def declared_behaviors(setup: Mapping[str, Any]) -> dict[str, str | None]:
     """Each declared function's ``behavior`` as written in the setup (None if absent)."""
     declared: dict[str, str | None] = {}
-    for tool in setup.get("tools") or []:
-        if not isinstance(tool, dict):
-            continue
-        for function in tool.get("functionDeclarations") or []:
+    tools = setup.get("tools")
+    for tool in tools if isinstance(tools, list) else []:
+        functions = tool.get("functionDeclarations") if isinstance(tool, dict) else None
+        for function in functions if isinstance(functions, list) else []:
             if isinstance(function, dict) and isinstance(function.get("name"), str):
                 behavior = function.get("behavior")
                 declared[function["name"]] = behavior if isinstance(behavior, str) else None

@@ -17,6 +17,15 @@ REASON_EXPLICIT_ACTIVITY = (
 )
 REASON_INVALID_ARGUMENT = "Request contains an invalid argument."
 REASON_BAD_KEY = "API key not valid. Please pass a valid API key."
+# A close reason holds at most 123 bytes (RFC 6455): the service's message is cut there.
+REASON_NO_KEY = (
+    "Method doesn't allow unregistered callers (callers without established identity). "
+    "Please use API Key or other form of API consumer identity to call this API."
+)[:123]
+REASON_INVALID_HANDLE = "Invalid session handle"
+REASON_MEDIA_CHUNKS = (
+    "realtime_input.media_chunks is deprecated. Use audio, video, or text instead."
+)
 REASON_INTERNAL = "Internal error occurred."
 REASON_DEADLINE = "Deadline expired before operation could complete."
 

@@ -80,10 +80,15 @@ class Scenario:
     grace_ms: int = 100
     fallback_reply: str = "I have nothing more to say."
     random_faults: RandomFaults | None = None
-    # Automatic activity detection: RMS above this starts speech; this much silence ends it.
+    # Automatic activity detection: a chunk is speech at this RMS or more, and noise_margin_db
+    # above the room's floor (a low percentile of the last noise_window_ms); this much
+    # silence ends it.
     speech_rms: int = 500
     silence_hangover_ms: int = 400
-    seed: int = 0
+    noise_margin_db: float = 6.0
+    noise_window_ms: int = 3000
+    # Seeds the call ids; None: different ids in every run, as the service gives.
+    seed: int | None = None
 
     def turn(self, index: int) -> Turn:
         """The turn at ``index``, or a plain fallback reply once the script has run out."""
@@ -191,6 +196,8 @@ def scenario_from_dict(data: Any, name: str = "scenario") -> Scenario:
             "random_faults",
             "speech_rms",
             "silence_hangover_ms",
+            "noise_margin_db",
+            "noise_window_ms",
             "seed",
         },
         name,
@@ -219,7 +226,11 @@ def scenario_from_dict(data: Any, name: str = "scenario") -> Scenario:
         silence_hangover_ms=_expect(
             data.get("silence_hangover_ms", 400), int, f"{name}.silence_hangover_ms"
         ),
-        seed=_expect(data.get("seed", 0), int, f"{name}.seed"),
+        noise_margin_db=float(
+            _expect(data.get("noise_margin_db", 6.0), (int, float), f"{name}.noise_margin_db")
+        ),
+        noise_window_ms=_expect(data.get("noise_window_ms", 3000), int, f"{name}.noise_window_ms"),
+        seed=None if data.get("seed") is None else _expect(data["seed"], int, f"{name}.seed"),
     )
 
 

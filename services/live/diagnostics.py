@@ -46,6 +46,8 @@ class CloseContext:
     input_sent_while_pending: int = 0
     go_away_seen: bool = False
     local_cause: str | None = None  # "stall", "go-away", "shutdown", "connect-timeout", ...
+    at: float = 0.0  # when the closure came (monotonic seconds, as SentFrame.at)
+    last_reply_at: float | None = None  # when the model last sent content (audio, turnComplete)
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,11 @@ LOCAL_CAUSES: dict[str, tuple[str, Action]] = {
         "the service announced the end of the connection (goAway): reconnected at a safe point",
         Action.RESUME,
     ),
+    "go-away-deadline": (
+        "the service announced the end of the connection (goAway) and no safe point came "
+        "before its deadline: reconnecting, what was in progress may be lost",
+        Action.RESUME,
+    ),
     "connect-timeout": (
         "the service did not answer the setup in time: network or service down",
         Action.RESUME,
@@ -114,6 +121,7 @@ ID_MISMATCH = (
 )
 STALE_HANDLE = "stale resumption handle: starting a fresh session, the conversation context is lost"
 BAD_KEY = "the API key is not valid: check the credential"
+NO_KEY = "no API key reached the service: check the credential"
 ACTIVITY_MISMATCH = (
     "activity signals sent while automatic activity detection is on: configuration mismatch"
 )
@@ -128,8 +136,18 @@ INTERNAL_WHILE_PENDING = (
 )
 
 
+# A closure later than this after a tool response, or after the model answered it, is not
+# taken for the service's reaction to that response.
+RIGHT_AFTER_RESPONSE_S = 1.0
+
+
 def _last_was_tool_response(ctx: CloseContext) -> bool:
-    return bool(ctx.last_sent) and ctx.last_sent[-1].kind == "toolResponse"
+    """The closure came right after a tool response, with nothing from the model since."""
+    if not ctx.last_sent or ctx.last_sent[-1].kind != "toolResponse":
+        return False
+    sent_at = ctx.last_sent[-1].at
+    replied = ctx.last_reply_at is not None and ctx.last_reply_at >= sent_at
+    return not replied and ctx.at - sent_at <= RIGHT_AFTER_RESPONSE_S
 
 
 def _policy_violation(reason: str, ctx: CloseContext) -> tuple[str, Action]:
@@ -143,11 +161,15 @@ def _policy_violation(reason: str, ctx: CloseContext) -> tuple[str, Action]:
         return "the service could not find an entity the client named", Action.RESUME
     if reason.startswith(REASON_SESSION_NOT_FOUND):
         return STALE_HANDLE, Action.FRESH
+    if "unregistered callers" in reason:
+        return NO_KEY, Action.FATAL
     return "the service closed the session for a policy violation", Action.RESUME
 
 
 def _invalid(reason: str) -> tuple[str, Action]:
     lowered = reason.lower()
+    if "session handle" in lowered:
+        return STALE_HANDLE, Action.FRESH
     if "api key" in lowered:
         return BAD_KEY, Action.FATAL
     if "activity" in lowered:

@@ -38,6 +38,8 @@ from services.tools.registry import Behavior, ToolRegistry
 log = logging.getLogger(__name__)
 
 REALTIME_KINDS = frozenset({"audio", "activityStart", "activityEnd", "audioStreamEnd"})
+# Closures this side chose after the service's goAway; the next connection starts at once.
+GO_AWAY_CAUSES = frozenset({"go-away", "go-away-deadline"})
 
 
 class ConnectionState(StrEnum):
@@ -157,6 +159,12 @@ class LiveSession:
         self._go_away_at: float | None = None
         # The newest handle restores the conversation as it is now (nothing in progress).
         self._resumable = False
+        self._handle_at: float | None = None
+        # When the user's turn now in flight began and ended on the wire (the end only in manual
+        # mode); None once the model completed it.
+        self._turn_at: float | None = None
+        self._turn_end_at: float | None = None
+        self._last_reply_at: float | None = None
         self._local_cause: str | None = None
         self._connected = asyncio.Event()
         self._mime = f"audio/pcm;rate={settings.input_rate}"
@@ -207,6 +215,8 @@ class LiveSession:
             return False
         if not self.gate.admit("audio"):
             return False
+        if not self.settings.manual_activity and self._turn_at is None:
+            self._turn_at = self._clock()
         self._note_sent("audio", len(pcm))
         blob = types.Blob(data=pcm, mime_type=self._mime)
         return await self._guarded(session.send_realtime_input(audio=blob))
@@ -236,9 +246,11 @@ class LiveSession:
             return
         self._note_sent(signal.value, 0)
         if signal is Signal.START:
+            if self._turn_at is None or self._turn_end_at is not None:
+                self._turn_at, self._turn_end_at = self._clock(), None
             await self._guarded(session.send_realtime_input(activity_start=types.ActivityStart()))
         else:
-            self._awaiting_since = self._clock()
+            self._awaiting_since = self._turn_end_at = self._clock()
             await self._guarded(session.send_realtime_input(activity_end=types.ActivityEnd()))
 
     async def _send_tool_response(self, response: types.FunctionResponse, size: int) -> bool:
@@ -296,10 +308,15 @@ class LiveSession:
             self._resumable = bool(update.resumable and update.new_handle)
             if self._resumable:
                 self._handle = update.new_handle
+                self._handle_at = now
         if message.go_away is not None:
             left = _seconds(message.go_away.time_left)
             self._go_away_at = now + left
-            log.info("service sent goAway: %.1f s left; reconnecting at the next safe point", left)
+            log.info(
+                "service sent goAway: %.1f s left; reconnecting at the next safe point or when "
+                "the turn in flight completes",
+                left,
+            )
         if message.tool_call is not None:
             self._on_tool_call(message.tool_call)
         opened = False
@@ -307,6 +324,7 @@ class LiveSession:
             opened = self._dispatcher.cancel(list(message.tool_call_cancellation.ids or []))
         content = message.server_content
         if content is not None:
+            self._last_reply_at = now
             self._on_content(content)
         return opened
 
@@ -370,6 +388,7 @@ class LiveSession:
         if content.turn_complete:
             self._model_speaking = False
             self._awaiting_since = None
+            self._turn_at = self._turn_end_at = None
             self.events.on_turn_complete()
 
     def _safe_point(self) -> bool:
@@ -383,6 +402,19 @@ class LiveSession:
             or self.gate.wire_activity
             or self._awaiting_since is not None
         )
+
+    def _model_turn_in_flight(self) -> bool:
+        """The model owes an answer it is giving or about to give (a call may be pending)."""
+        return self.gate.shut or self._model_speaking or self._awaiting_since is not None
+
+    def _request_at_risk(self) -> bool:
+        """Would resuming now restore the conversation from before the user's turn in flight?"""
+        if self._turn_at is None or not self.settings.resumption:
+            return False
+        # Only a handle issued once the service had the whole turn covers it; in automatic mode
+        # the service decides when that is, and a handle after its start is the best sign.
+        covered_from = self._turn_at if not self.settings.manual_activity else self._turn_end_at
+        return covered_from is None or self._handle_at is None or self._handle_at < covered_from
 
     async def _receive(self, session: AsyncSession) -> None:
         while True:
@@ -401,11 +433,13 @@ class LiveSession:
                 quiet = now - max(self._last_rx, self._awaiting_since)
                 if quiet > self.settings.stall_timeout_s:
                     raise _LocalClose("stall", f"no frames for {quiet:.1f} s")
-            if (
-                self._go_away_at is not None
-                and now >= self._go_away_at - self.settings.go_away_margin_s
-            ):
-                raise _LocalClose("go-away", "goAway deadline reached without a safe point")
+            # A turn in flight gets until the deadline itself: it ends with its turnComplete (a
+            # safe point), and if not, the service's own closure costs no more than ours.
+            margin = 0.0 if self._model_turn_in_flight() else self.settings.go_away_margin_s
+            if self._go_away_at is not None and now >= self._go_away_at - margin:
+                raise _LocalClose(
+                    "go-away-deadline", "goAway deadline reached without a safe point"
+                )
 
     # -- a connection's life ---------------------------------------------------------------
     async def _serve(self) -> None:
@@ -506,8 +540,16 @@ class LiveSession:
             input_sent_while_pending=self.stats.sent_while_shut,
             go_away_seen=self._go_away_at is not None,
             local_cause=cause or self._local_cause,
+            at=now,
+            last_reply_at=self._last_reply_at,
         )
         text, action = likely_cause(code, reason, context)
+        if action is Action.RESUME and self._request_at_risk():
+            log.warning(
+                "the newest resumption handle is older than the user's turn in flight: "
+                "resuming may lose that request",
+                extra={"SESSION_ID": self.session_id},
+            )
         return CloseReport(
             code=code,
             reason=reason,
@@ -529,6 +571,9 @@ class LiveSession:
         self._awaiting_since = None
         self._go_away_at = None
         self._resumable = False
+        self._handle_at = None
+        self._turn_at = self._turn_end_at = None
+        self._last_reply_at = None
         self._last_sent.clear()
         self._last_response_size = None
         self._call_started.clear()
@@ -544,7 +589,7 @@ class LiveSession:
             Action.FRESH: logging.WARNING,
             Action.FATAL: logging.ERROR,
         }[report.action]
-        if report.context.local_cause == "go-away":
+        if report.context.local_cause in GO_AWAY_CAUSES:
             level = logging.INFO
         elif report.context.input_sent_while_pending:
             level = logging.ERROR
@@ -589,7 +634,7 @@ class LiveSession:
                     self.session_id = uuid.uuid4().hex[:12]
                     log.warning("starting a fresh session: the conversation context is lost")
                 delay = self.policy.next_delay(report.action)
-                if report.context.local_cause == "go-away":
+                if report.context.local_cause in GO_AWAY_CAUSES:
                     delay = 0.0
                 if delay is None:
                     self.events.on_connection(
