@@ -14,9 +14,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, cast
 
-FaultKind = Literal["close", "go_away", "stall", "expire_handles"]
+from services.emulator.hostile import KINDS
+
+FaultKind = Literal["close", "go_away", "stall", "expire_handles", "hostile"]
 FaultMoment = Literal["turn_start", "tool_pending", "reply"]
-_FAULT_KINDS = ("close", "go_away", "stall", "expire_handles")
+_FAULT_KINDS = ("close", "go_away", "stall", "expire_handles", "hostile")
 _FAULT_MOMENTS = ("turn_start", "tool_pending", "reply")
 
 
@@ -43,6 +45,11 @@ class Fault:
     reason: str | None = None
     time_left_ms: int = 500
     stall_s: float = 60.0
+    # hostile: a malformed frame of services.emulator.hostile by name, or a literal text frame.
+    frame: str | None = None
+    text: str | None = None
+    # How many times the frame is sent (the flood's default: hostile.FLOOD_COUNT).
+    count: int | None = None
 
 
 @dataclass(frozen=True)
@@ -109,7 +116,20 @@ def _check_keys(data: dict[str, Any], allowed: set[str], where: str) -> None:
 def _fault(data: Any, where: str) -> Fault:
     _expect(data, dict, where)
     _check_keys(
-        data, {"kind", "at", "after_ms", "code", "reason", "time_left_ms", "stall_s"}, where
+        data,
+        {
+            "kind",
+            "at",
+            "after_ms",
+            "code",
+            "reason",
+            "time_left_ms",
+            "stall_s",
+            "frame",
+            "text",
+            "count",
+        },
+        where,
     )
     kind = data.get("kind")
     if kind not in _FAULT_KINDS:
@@ -120,6 +140,18 @@ def _fault(data: Any, where: str) -> Fault:
     reason = data.get("reason")
     if reason is not None:
         _expect(reason, str, f"{where}.reason")
+    frame = data.get("frame")
+    text = data.get("text")
+    if kind == "hostile":
+        if (frame is None) == (text is None):
+            raise ScenarioError(f"{where}: a hostile fault takes frame or text")
+        if frame is not None and frame not in KINDS:
+            raise ScenarioError(f"{where}.frame: one of {', '.join(KINDS)}, got {frame!r}")
+        if text is not None:
+            _expect(text, str, f"{where}.text")
+    count = data.get("count")
+    if count is not None and not 1 <= _expect(count, int, f"{where}.count") <= 100_000:
+        raise ScenarioError(f"{where}.count: between 1 and 100000, got {count!r}")
     return Fault(
         kind=cast(FaultKind, kind),
         at=cast(FaultMoment, at),
@@ -128,6 +160,9 @@ def _fault(data: Any, where: str) -> Fault:
         reason=reason,
         time_left_ms=_expect(data.get("time_left_ms", 500), int, f"{where}.time_left_ms"),
         stall_s=float(_expect(data.get("stall_s", 60.0), (int, float), f"{where}.stall_s")),
+        frame=frame,
+        text=text,
+        count=count,
     )
 
 

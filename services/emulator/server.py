@@ -28,7 +28,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from services.emulator import frames, rules
+from services.emulator import frames, hostile, rules
 from services.emulator.scenario import Fault, FaultMoment, Scenario, Turn
 from services.emulator.speech import OUTPUT_RATE, synthesize
 from services.emulator.tls import make_server_context
@@ -126,6 +126,17 @@ class LiveConnection:
         self._trace("out", kind=frames.server_kind(message), size=len(text), **extra)
         try:
             await self.ws.send(text)
+        except ConnectionClosed as exc:
+            raise _Closed from exc
+
+    async def send_raw(self, frame: str | bytes, kind: str, count: int = 1) -> None:
+        """Send a frame as it is, ``count`` times (hostile mode); traced once, kind and size."""
+        if self._closing:
+            raise _Closed
+        self._trace("out", kind=kind, size=len(frame), count=count)
+        try:
+            for _ in range(count):
+                await self.ws.send(frame)
         except ConnectionClosed as exc:
             raise _Closed from exc
 
@@ -537,8 +548,21 @@ class LiveConnection:
                 self._spawn(self._deadline(fault.time_left_ms))
             elif fault.kind == "stall":
                 await self._sleep(fault.stall_s * 1000)
+            elif fault.kind == "hostile":
+                await self._hostile(fault)
             else:
                 self.conv.handles_valid = False
+
+    async def _hostile(self, fault: Fault) -> None:
+        if fault.text is not None:
+            await self.send_raw(fault.text, "hostile:text", fault.count or 1)
+        elif fault.frame == "flood":
+            count = fault.count or hostile.FLOOD_COUNT
+            await self.send_raw(hostile.FLOOD_FRAME, "hostile:flood", count)
+        else:
+            assert fault.frame is not None
+            frame = hostile.HOSTILE_FRAMES[fault.frame]
+            await self.send_raw(frame, f"hostile:{fault.frame}", fault.count or 1)
 
     async def _deadline(self, time_left_ms: int) -> None:
         await self._sleep(time_left_ms)

@@ -95,6 +95,10 @@ LOCAL_CAUSES: dict[str, tuple[str, Action]] = {
         Action.RESUME,
     ),
     "unreachable": ("could not reach the service: network down or wrong endpoint", Action.RESUME),
+    "protocol-error": (
+        "the service sent a frame this device cannot use (protocol error): reconnecting",
+        Action.RESUME,
+    ),
     "refused": (
         "the service refused the connection: check the endpoint and API version",
         Action.FATAL,

@@ -20,16 +20,26 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NoReturn
 
 from google import genai
 from google.genai import errors, types
 from google.genai.live import AsyncSession
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from services.live.diagnostics import Action, CloseContext, CloseReport, SentFrame, likely_cause
 from services.live.dispatch import ToolDispatcher
 from services.live.gate import InputGate, Signal
+from services.live.inbound import (
+    Content,
+    FrameBudget,
+    FunctionCall,
+    ProtocolError,
+    ServerMessage,
+    excerpt,
+    parse_server_frame,
+)
 from services.live.reconnect import ReconnectPolicy
 from services.live.settings import LiveSettings, build_client, build_config
 from services.tools.registry import ToolRegistry
@@ -37,6 +47,9 @@ from services.tools.registry import ToolRegistry
 log = logging.getLogger(__name__)
 
 REALTIME_KINDS = frozenset({"audio", "activityStart", "activityEnd", "audioStreamEnd"})
+# How this side closes on a frame it cannot use: 1007 when the bytes do not even decode,
+# 1009 when too large, 1008 for a flood, 1002 (protocol error) for a frame of the wrong shape.
+_CLOSE_CODES = {"not-utf8": 1007, "not-json": 1007, "too-large": 1009, "flood": 1008}
 
 
 class ConnectionState(StrEnum):
@@ -102,6 +115,7 @@ class SessionStats:
     sent_while_shut: int = 0
     tool_calls: int = 0
     reconnects: int = 0
+    protocol_errors: Counter[str] = field(default_factory=Counter)
     closures: Counter[int | None] = field(default_factory=Counter)
 
 
@@ -151,6 +165,7 @@ class LiveSession:
         # The newest handle restores the conversation as it is now (nothing in progress).
         self._resumable = False
         self._local_cause: str | None = None
+        self._unknown_fields: set[str] = set()
         self._connected = asyncio.Event()
         self._mime = f"audio/pcm;rate={settings.input_rate}"
         self._dispatcher = ToolDispatcher(
@@ -271,40 +286,35 @@ class LiveSession:
             return "waiting for the model"
         return "idle" if self.connected else "disconnected"
 
-    def _on_message(self, message: types.LiveServerMessage) -> bool:
-        """Handle one server message without awaiting. True if a cancellation opened the gate."""
+    def _on_message(self, message: ServerMessage) -> bool:
+        """Handle one checked server message without awaiting. True if a cancellation opened
+        the gate."""
         now = self._clock()
         self._last_rx = now
-        update = message.session_resumption_update
+        for name in message.unknown:
+            if name not in self._unknown_fields and len(self._unknown_fields) < 32:
+                self._unknown_fields.add(name)
+                log.info("ignoring the server message field %r: this daemon does not use it", name)
+        update = message.resumption
         if update is not None:
             self._resumable = bool(update.resumable and update.new_handle)
             if self._resumable:
                 self._handle = update.new_handle
-        if message.go_away is not None:
-            left = _seconds(message.go_away.time_left)
+        if message.go_away_s is not None:
+            left = message.go_away_s
             self._go_away_at = now + left
             log.info("service sent goAway: %.1f s left; reconnecting at the next safe point", left)
-        if message.tool_call is not None:
-            self._on_tool_call(message.tool_call)
+        if message.tool_calls:
+            self._on_tool_call(message.tool_calls)
         opened = False
-        if message.tool_call_cancellation is not None:
-            opened = self._dispatcher.cancel(list(message.tool_call_cancellation.ids or []))
-        content = message.server_content
-        if content is not None:
-            self._on_content(content)
+        if message.cancelled_ids is not None:
+            opened = self._dispatcher.cancel(list(message.cancelled_ids))
+        if message.content is not None:
+            self._on_content(message.content)
         return opened
 
-    def _on_tool_call(self, tool_call: types.LiveServerToolCall) -> None:
-        calls = [
-            (fc.id, fc.name, fc.args or {})
-            for fc in tool_call.function_calls or []
-            if fc.id and fc.name
-        ]
-        skipped = len(tool_call.function_calls or []) - len(calls)
-        if skipped:
-            log.error("ignoring %d function call(s) without id or name", skipped)
-        if not calls:
-            return
+    def _on_tool_call(self, function_calls: tuple[FunctionCall, ...]) -> None:
+        calls = [(fc.id, fc.name, fc.args) for fc in function_calls]
         pairs = tuple((call_id, name) for call_id, name, _ in calls)
         now = self._clock()
         self._call_started = {
@@ -323,19 +333,17 @@ class LiveSession:
             )
         self._dispatcher.start(calls)
 
-    def _on_content(self, content: types.LiveServerContent) -> None:
-        if content.model_turn is not None:
-            for part in content.model_turn.parts or []:
-                if part.inline_data is not None and part.inline_data.data:
-                    self._model_speaking = True
-                    self.events.on_audio(part.inline_data.data)
+    def _on_content(self, content: Content) -> None:
+        for pcm in content.audio:
+            self._model_speaking = True
+            self.events.on_audio(pcm)
         if content.interrupted:
             self._model_speaking = False
             self.events.on_interrupted()
-        if content.input_transcription is not None and content.input_transcription.text:
-            self.events.on_transcript("user", content.input_transcription.text)
-        if content.output_transcription is not None and content.output_transcription.text:
-            self.events.on_transcript("model", content.output_transcription.text)
+        if content.input_text:
+            self.events.on_transcript("user", content.input_text)
+        if content.output_text:
+            self.events.on_transcript("model", content.output_text)
         if content.turn_complete:
             self._model_speaking = False
             self._awaiting_since = None
@@ -353,12 +361,33 @@ class LiveSession:
         )
 
     async def _receive(self, session: AsyncSession) -> None:
+        # Raw frames, not the SDK's receive(): every frame passes the one boundary
+        # (services.live.inbound) before anything acts on it, and the SDK's parser, which
+        # raises on a malformed frame, never sees one.
+        ws = _websocket(session)
+        budget = FrameBudget(self.settings.max_frames_per_second)
         while True:
-            async for message in session.receive():
-                if self._on_message(message):
-                    await self._gate_opened()
-                if self._go_away_at is not None and self._safe_point():
-                    raise _LocalClose("go-away", "reconnecting at a safe point after goAway")
+            raw = await ws.recv(decode=False)
+            if not budget.admit(self._clock()):
+                self._protocol_error(
+                    ProtocolError(
+                        "flood", f"over {budget.per_second} frames in one second", len(raw), ""
+                    )
+                )
+            try:
+                message = parse_server_frame(raw, self.settings.max_frame_bytes)
+            except ProtocolError as exc:
+                self._protocol_error(exc)
+            if self._on_message(message):
+                await self._gate_opened()
+            if self._go_away_at is not None and self._safe_point():
+                raise _LocalClose("go-away", "reconnecting at a safe point after goAway")
+
+    def _protocol_error(self, exc: ProtocolError) -> NoReturn:
+        """Count a frame that failed the boundary and close the connection for it; the
+        closure's report (logged once) carries the kind, size and first bytes."""
+        self.stats.protocol_errors[exc.kind] += 1
+        raise _LocalClose("protocol-error", str(exc), _CLOSE_CODES.get(exc.kind, 1002)) from exc
 
     async def _watchdog(self) -> None:
         """Stop the connection on a silent stall or when a goAway deadline is near."""
@@ -389,6 +418,15 @@ class LiveSession:
                     "connect-timeout",
                     f"no setupComplete within {self.settings.connect_timeout_s:g} s",
                 ) from exc
+            except ValueError as exc:
+                # The SDK parses the first frame itself (JSON, then pydantic, both
+                # ValueErrors); it has not given us the session, so the context closes it.
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                self._protocol_error(ProtocolError("bad-setup", "first frame", 0, excerpt(first)))
+            if session.setup_complete is None:
+                self._protocol_error(
+                    ProtocolError("bad-setup", "the first frame is not setupComplete", 0, "")
+                )
             self._session = session
             self._last_rx = self._clock()
             self._connected.set()
@@ -410,12 +448,16 @@ class LiveSession:
                 )
                 for task in done:
                     task.result()
-            except (_LocalClose, asyncio.CancelledError):
+            except (_LocalClose, asyncio.CancelledError) as exc:
                 # Leaving the SDK's context with an exception would close with 1011; a
-                # closure we chose is a normal one (1000).
+                # closure we chose is a normal one (1000), or says the frame was at fault.
+                code = exc.code if isinstance(exc, _LocalClose) else None
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(2):
-                        await session.close()
+                        if code is None:
+                            await session.close()
+                        else:
+                            await _close_draining(_websocket(session), code)
                 raise
             finally:
                 for task in (watchdog, receive):
@@ -435,8 +477,11 @@ class LiveSession:
         except errors.APIError as exc:
             code, reason = exc.code, str(exc.details or exc.message or "")
         except ConnectionClosed as exc:
-            code = exc.rcvd.code if exc.rcvd else 1006
-            reason = exc.rcvd.reason if exc.rcvd else ""
+            # Without a close frame from the service, the one websockets sent says why
+            # (1009 a frame over its size limit, 1011 keepalive ping timeout).
+            close = exc.rcvd or (exc.sent if exc.sent and exc.sent.code != 1000 else None)
+            code = close.code if close else 1006
+            reason = close.reason if close else ""
         except InvalidStatus as exc:
             cause, reason = "refused", f"HTTP {exc.response.status_code}"
         except (OSError, InvalidHandshake, ssl.SSLError) as exc:
@@ -572,11 +617,27 @@ def _unread_frames(session: AsyncSession) -> bool:
         return False
 
 
-def _seconds(duration: str | None) -> float:
-    """Parse a protobuf duration such as ``"50s"`` or ``"0.5s"``."""
-    if not duration:
-        return 0.0
+async def _close_draining(ws: ClientConnection, code: int) -> None:
+    """Close with ``code`` while discarding what the service still sends: unread frames
+    would hold back its close frame (flow control) until websockets' close time-out."""
+
+    async def drain() -> None:
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await ws.recv(decode=False)
+
+    drainer = asyncio.create_task(drain(), name="live-drain")
     try:
-        return float(duration.rstrip("s"))
-    except ValueError:
-        return 0.0
+        await ws.close(code, "protocol error")
+    finally:
+        drainer.cancel()
+        await asyncio.gather(drainer, return_exceptions=True)
+
+
+def _websocket(session: AsyncSession) -> ClientConnection:
+    """The SDK session's websockets connection (private ``_ws``): the receive loop reads
+    raw frames from it. Fails loudly if an SDK upgrade moved it."""
+    ws = getattr(session, "_ws", None)
+    if not isinstance(ws, ClientConnection):
+        raise TypeError("google-genai's AsyncSession no longer has a websockets _ws connection")
+    return ws

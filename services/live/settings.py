@@ -9,6 +9,7 @@ from pathlib import Path
 from google import genai
 from google.genai import types
 
+from services.live.inbound import MAX_FRAME_BYTES, MAX_FRAMES_PER_SECOND
 from services.live.reconnect import BackoffSettings
 from services.tools.registry import ToolRegistry
 
@@ -35,6 +36,9 @@ class LiveSettings:
     go_away_margin_s: float = 1.0
     response_cap_chars: int = 8000
     max_response_bytes: int = 64 * 1024
+    # Bounds on what the service may send: a frame over either is a protocol error.
+    max_frame_bytes: int = MAX_FRAME_BYTES
+    max_frames_per_second: int = MAX_FRAMES_PER_SECOND
     input_rate: int = 16000
     backoff: BackoffSettings = field(default_factory=BackoffSettings)
 
