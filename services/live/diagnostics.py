@@ -95,6 +95,10 @@ LOCAL_CAUSES: dict[str, tuple[str, Action]] = {
         Action.RESUME,
     ),
     "unreachable": ("could not reach the service: network down or wrong endpoint", Action.RESUME),
+    "unanswered": (
+        "a tool call could not be answered: replaced the connection to drop it",
+        Action.RESUME,
+    ),
     "protocol-error": (
         "the service sent a frame this device cannot use (protocol error): reconnecting",
         Action.RESUME,

@@ -166,6 +166,7 @@ class LiveSession:
         self._resumable = False
         self._local_cause: str | None = None
         self._unknown_fields: set[str] = set()
+        self._unanswered: str | None = None
         self._connected = asyncio.Event()
         self._mime = f"audio/pcm;rate={settings.input_rate}"
         self._dispatcher = ToolDispatcher(
@@ -176,6 +177,7 @@ class LiveSession:
             on_result=self.events.on_tool_result,
             cap_chars=settings.response_cap_chars,
             max_bytes=settings.max_response_bytes,
+            unanswerable=self._unanswerable,
         )
 
     # -- the send path ---------------------------------------------------------------------
@@ -272,6 +274,10 @@ class LiveSession:
         signal = self.gate.resync()
         if signal is not None:
             await self._send_signal(signal)
+
+    def _unanswerable(self, call_id: str) -> None:
+        # The watchdog replaces the connection: the service drops the call with it.
+        self._unanswered = call_id
 
     # -- the receive side ------------------------------------------------------------------
     def describe_state(self) -> str:
@@ -394,6 +400,8 @@ class LiveSession:
         while True:
             await asyncio.sleep(0.1)
             now = self._clock()
+            if self._unanswered is not None:
+                raise _LocalClose("unanswered", f"tool call {self._unanswered} cannot be answered")
             if self._awaiting_since is not None:
                 quiet = now - max(self._last_rx, self._awaiting_since)
                 if quiet > self.settings.stall_timeout_s:
@@ -529,6 +537,7 @@ class LiveSession:
         self._model_speaking = False
         self._awaiting_since = None
         self._go_away_at = None
+        self._unanswered = None
         self._resumable = False
         self._last_sent.clear()
         self._last_response_size = None

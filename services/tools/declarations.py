@@ -19,13 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
-
 from services.tools.ha_device import HaDeviceSettings
 from services.tools.home_assistant import HomeAssistantSettings
 from services.tools.mqtt import MqttSettings
-from services.tools.registry import ToolConfigError
+from services.tools.registry import ToolConfigError, schema_problem
 from services.tools.templates import (
     TemplateError,
     check_topic_template,
@@ -369,13 +366,15 @@ def _parameters(t: _Reader, entities: tuple[str, ...], confirm: bool) -> dict[st
     if isinstance(raw, str):
         try:
             raw = json.loads(raw)
+        except RecursionError as exc:
+            raise t.fail("parameters", "not valid JSON: nested too deeply") from exc
         except ValueError as exc:
             raise t.fail("parameters", f"not valid JSON: {exc}") from exc
+    # Checked before the copy: a schema nested thousands deep must not reach deepcopy.
+    problem = schema_problem(raw)
+    if problem is not None:
+        raise t.fail("parameters", f"invalid schema: {problem}")
     schema: dict[str, Any] = copy.deepcopy(raw)
-    try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as exc:
-        raise t.fail("parameters", f"invalid schema: {exc.message}") from exc
     if schema.get("type") != "object" or not isinstance(schema.get("properties", {}), dict):
         raise t.fail("parameters", 'invalid schema: must be {type = "object", properties = ...}')
     if confirm:
