@@ -45,13 +45,14 @@ def _check_config(args: argparse.Namespace) -> int:
 
     try:
         settings = load_settings(args.config)
+        api_key = load_api_key()
     except ConfigError as exc:
         print(f"pi-live-voice: {exc}", file=sys.stderr)
         return EX_CONFIG
     print(
         f"{args.config}: OK ({len(settings.outputs)} outputs, button mode {settings.button.mode})"
     )
-    if load_api_key() is None:
+    if api_key is None:
         print("note: no API key in GEMINI_API_KEY, GOOGLE_API_KEY or $CREDENTIALS_DIRECTORY")
     return 0
 

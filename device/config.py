@@ -9,6 +9,7 @@ directory. An error names the file, the key and the reason; the command exits wi
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,17 @@ from device.echo import EchoMode, EchoSettings
 from device.events import ButtonMode
 from device.vad import StartTrigger, VadSettings
 from services.live.settings import LiveSettings
+from services.settings_rules import (
+    FileProblem,
+    between,
+    ca_file,
+    default_rule,
+    excerpt,
+    one_line,
+    read_small_text,
+    text_rule,
+    url_problem,
+)
 from services.tools.declarations import (
     SettingError,
     ToolDeclaration,
@@ -34,6 +46,10 @@ from services.tools.mqtt import MqttSettings
 
 DEFAULT_PATH = Path("/etc/pi-live-voice/config.toml")
 EX_CONFIG = 78
+# What the commands print before a ConfigError, and the bound on the whole line.
+MESSAGE_PREFIX = "pi-live-voice: "
+MAX_MESSAGE_CHARS = 300
+MAX_CONFIG_BYTES = 1024 * 1024
 API_KEY_CREDENTIAL = "gemini-api-key"
 OUTPUT_KINDS = ("relay", "led", "pwm")
 # The GPIO tools' names; a [[tools]] entry may not take them.
@@ -42,10 +58,20 @@ T = TypeVar("T")
 
 
 class ConfigError(Exception):
-    """A configuration that cannot be used; ``str()`` is the one-line message to print."""
+    """A configuration that cannot be used; ``str()`` is the one-line message to print.
+
+    Every part is escaped and cut so that the printed line stays within
+    :data:`MAX_MESSAGE_CHARS`, whatever the file's name, keys or values."""
 
     def __init__(self, path: Path | str, key: str, reason: str) -> None:
-        super().__init__(f"{path}: {key}: {reason}" if key else f"{path}: {reason}")
+        shown = str(path)
+        if len(shown) > 100:
+            shown = "…" + shown[-99:]
+        shown = one_line(shown, 100)
+        key = one_line(key, 80)
+        room = MAX_MESSAGE_CHARS - len(MESSAGE_PREFIX) - len(shown) - len(key) - 4
+        reason = one_line(reason, room)
+        super().__init__(f"{shown}: {key}: {reason}" if key else f"{shown}: {reason}")
         self.path = path
         self.key = key
         self.reason = reason
@@ -134,10 +160,11 @@ class _Table:
         value = self.data[key]
         kinds = kind if isinstance(kind, tuple) else (kind,)
         if isinstance(value, bool) and bool not in kinds:
-            raise self.fail(key, f"expected {_names(kinds)}, got {value!r}")
+            raise self.fail(key, f"expected {_names(kinds)}, got {excerpt(value)}")
         if not isinstance(value, kinds):
-            raise self.fail(key, f"expected {_names(kinds)}, got {value!r}")
-        if check is not None and (problem := check(value)) is not None:
+            raise self.fail(key, f"expected {_names(kinds)}, got {excerpt(value)}")
+        # A key without a rule of its own still gets the default one: finite, short text.
+        if (problem := (check or default_rule)(value)) is not None:
             raise self.fail(key, problem)
         return value  # type: ignore[return-value]
 
@@ -158,18 +185,27 @@ def _names(kinds: tuple[type, ...]) -> str:
     return " or ".join(words.get(k, k.__name__) for k in kinds)
 
 
-def _between(low: float, high: float) -> Callable[[Any], str | None]:
-    return lambda v: (
-        None if low <= v <= high else f"must be between {low:g} and {high:g}, got {v!r}"
-    )
-
-
-def _positive(v: Any) -> str | None:
-    return None if v > 0 else f"must be positive, got {v!r}"
+_between = between
 
 
 def _one_of(*choices: str) -> Callable[[Any], str | None]:
-    return lambda v: None if v in choices else f"must be one of {', '.join(choices)}; got {v!r}"
+    return lambda v: (
+        None if v in choices else f"must be one of {', '.join(choices)}; got {excerpt(v)}"
+    )
+
+
+# The forms of the [live] and [audio] strings.
+MODEL = text_rule(
+    128, re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*"), "letters, digits, '.', '_', '-' and '/' only"
+)
+VOICE = text_rule(64, re.compile(r"[A-Za-z0-9_-]+"), "letters, digits, _ and - only")
+INSTRUCTION = text_rule(32_000, re.compile(r"[^\x00]*"), "no NUL characters")
+PCM_NAME = text_rule(
+    128, re.compile(r"[^\s\x00-\x1f\x7f]+"), "an ALSA PCM name without spaces (default, hw:1)"
+)
+OUTPUT_NAME = text_rule(64, re.compile(r"[A-Za-z0-9_]+"), "letters, digits and _ only")
+DESCRIPTION = text_rule(1000)
+ENDPOINT_SCHEMES = ("https", "http", "wss", "ws")
 
 
 GPIO_PIN = _between(0, 27)
@@ -197,26 +233,31 @@ def _live(path: Path, data: Any) -> LiveSettings:
             f"systemd a credential named {API_KEY_CREDENTIAL!r}",
         )
     defaults = LiveSettings()
-    ca = t.optional("ca_file", str)
+    ca = t.optional("ca_file", str, lambda v: None if v else "must not be empty")
     live = LiveSettings(
-        model=t.get("model", str, defaults.model),
-        voice=t.optional("voice", str),
-        system_instruction=t.optional("system_instruction", str),
+        model=t.get("model", str, defaults.model, MODEL),
+        voice=t.optional("voice", str, VOICE),
+        system_instruction=t.optional("system_instruction", str, INSTRUCTION),
         manual_activity=True,
         input_transcription=t.get("input_transcription", bool, True),
         output_transcription=t.get("output_transcription", bool, True),
         resumption=t.get("resumption", bool, True),
         context_compression=t.get("context_compression", bool, True),
-        base_url=t.optional("endpoint", str),
+        base_url=t.optional("endpoint", str, lambda v: url_problem(v, ENDPOINT_SCHEMES)),
         api_version=t.get("api_version", str, "v1beta", _one_of("v1beta", "v1alpha")),
         ca_file=None if ca is None else Path(ca),
-        connect_timeout_s=float(t.get("connect_timeout_s", NUMBER, 10.0, _positive)),
-        stall_timeout_s=float(t.get("stall_timeout_s", NUMBER, 20.0, _positive)),
+        connect_timeout_s=float(
+            t.get("connect_timeout_s", NUMBER, 10.0, _between(0.5, 120, "seconds"))
+        ),
+        stall_timeout_s=float(t.get("stall_timeout_s", NUMBER, 20.0, _between(1, 600, "seconds"))),
         response_cap_chars=t.get("response_cap_chars", int, 8000, _between(256, 1_000_000)),
     )
     t.done()
-    if live.ca_file is not None and not live.ca_file.is_file():
-        raise t.fail("ca_file", f"no such file: {live.ca_file}")
+    if ca is not None:
+        try:
+            ca_file(ca)
+        except FileProblem as exc:
+            raise t.fail("ca_file", str(exc)) from exc
     return live
 
 
@@ -225,12 +266,12 @@ def _audio(path: Path, data: Any) -> tuple[CaptureSettings, PlaybackSettings]:
     rate = _between(8000, 192000)
     frame_ms = t.get("frame_ms", int, 20, _one_of_int(10, 20, 30))
     capture = CaptureSettings(
-        device=t.get("capture_device", str, "default"),
+        device=t.get("capture_device", str, "default", PCM_NAME),
         device_rate=t.optional("capture_rate", int, rate),
         frame_ms=frame_ms,
     )
     playback = PlaybackSettings(
-        device=t.get("playback_device", str, "default"),
+        device=t.get("playback_device", str, "default", PCM_NAME),
         device_rate=t.optional("playback_rate", int, rate),
         jitter_ms=t.get("jitter_ms", int, 60, _between(0, 1000)),
     )
@@ -239,7 +280,9 @@ def _audio(path: Path, data: Any) -> tuple[CaptureSettings, PlaybackSettings]:
 
 
 def _one_of_int(*choices: int) -> Callable[[Any], str | None]:
-    return lambda v: None if v in choices else f"must be one of {', '.join(map(str, choices))}"
+    return lambda v: (
+        None if v in choices else f"must be one of {', '.join(map(str, choices))}; got {v}"
+    )
 
 
 def _vad(path: Path, data: Any, frame_ms: int) -> VadSettings:
@@ -310,14 +353,9 @@ def _outputs(path: Path, data: Any) -> tuple[OutputSettings, ...]:
     names: set[str] = set()
     for i, item in enumerate(data):
         t = _Table(path, f"outputs[{i}]", item)
-        name = t.get(
-            "name",
-            str,
-            "",
-            lambda v: None if v.replace("_", "").isalnum() else "letters, digits and _ only",
-        )
-        if not name:
+        if "name" not in t.data:
             raise t.fail("name", "is required")
+        name = t.get("name", str, "", OUTPUT_NAME)
         if name in names:
             raise t.fail("name", f"{name!r} is declared twice")
         names.add(name)
@@ -330,7 +368,7 @@ def _outputs(path: Path, data: Any) -> tuple[OutputSettings, ...]:
                 pin=pin,
                 kind=t.get("kind", str, "relay", _one_of(*OUTPUT_KINDS)),
                 active_high=t.get("active_high", bool, True),
-                description=t.get("description", str, ""),
+                description=t.get("description", str, "", DESCRIPTION),
             )
         )
         t.done()
@@ -394,7 +432,9 @@ def parse_settings(data: Mapping[str, Any], path: Path) -> Settings:
         button=_button(path, top.get("button", dict, {})),
         leds=_leds(path, top.get("leds", dict, {})),
         outputs=_outputs(path, top.get("outputs", list, [])),
-        gpio_tool_timeout_s=float(daemon.get("gpio_tool_timeout_s", NUMBER, 2.0, _positive)),
+        gpio_tool_timeout_s=float(
+            daemon.get("gpio_tool_timeout_s", NUMBER, 2.0, _between(0.05, 60, "seconds"))
+        ),
         health_interval_s=float(daemon.get("health_interval_s", NUMBER, 60.0, _between(1, 86400))),
         ready_timeout_s=float(daemon.get("ready_timeout_s", NUMBER, 30.0, _between(1, 600))),
         mqtt=mqtt,
@@ -409,16 +449,20 @@ def parse_settings(data: Mapping[str, Any], path: Path) -> Settings:
 
 
 def load_settings(path: Path) -> Settings:
-    """Read and validate the config file at ``path``; raises :class:`ConfigError`."""
+    """Read and validate the config file at ``path``; raises :class:`ConfigError`.
+
+    A path that is not a regular file (a FIFO, a device, a directory) is refused without
+    being opened, and so is a file over :data:`MAX_CONFIG_BYTES`."""
     try:
-        with path.open("rb") as handle:
-            data = tomllib.load(handle)
-    except FileNotFoundError as exc:
-        raise ConfigError(path, "", "no such file") from exc
-    except OSError as exc:
-        raise ConfigError(path, "", f"cannot read: {exc.strerror}") from exc
+        text = read_small_text(path, MAX_CONFIG_BYTES)
+    except FileProblem as exc:
+        raise ConfigError(path, "", exc.reason) from exc
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, "", f"not valid TOML: {exc}") from exc
+    except RecursionError as exc:
+        raise ConfigError(path, "", "not valid TOML: nested too deeply") from exc
     return parse_settings(data, path)
 
 
@@ -427,7 +471,10 @@ def load_api_key(environ: Mapping[str, str] = os.environ) -> str | None:
     for name in ("GEMINI_API_KEY", "GOOGLE_API_KEY"):
         if environ.get(name):
             return environ[name].strip()
-    return read_credential(API_KEY_CREDENTIAL, environ)
+    try:
+        return read_credential(API_KEY_CREDENTIAL, environ)
+    except FileProblem as exc:
+        raise ConfigError(exc.path, "", exc.reason) from exc
 
 
 def require_api_key(config: Path, environ: Mapping[str, str] = os.environ) -> str:

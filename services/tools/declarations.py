@@ -19,6 +19,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from services.settings_rules import (
+    FileProblem,
+    Rule,
+    between,
+    default_rule,
+    excerpt,
+    host_problem,
+    read_small_text,
+    regular_file,
+    text_rule,
+    url_problem,
+)
+from services.settings_rules import ca_file as pem_file
 from services.tools.ha_device import HaDeviceSettings
 from services.tools.home_assistant import HomeAssistantSettings
 from services.tools.mqtt import MqttSettings
@@ -36,6 +49,12 @@ HA_TOKEN_ENV = "HOME_ASSISTANT_TOKEN"
 ACTION_KINDS = ("mqtt_publish", "mqtt_state", "ha_service", "ha_state")
 CONFIRMED = "confirmed"
 _NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
+_NAME_FORM = "letters, digits and _ only (at most 64)"
+TOPIC = text_rule(512)
+PAYLOAD = text_rule(64 * 1024, re.compile(r"[^\x00]*", re.DOTALL), "no NUL characters")
+DESCRIPTION = text_rule(4000, re.compile(r"[^\x00]*", re.DOTALL), "no NUL characters")
+SECRET = text_rule(4096)
+CLIENT_ID = text_rule(128, re.compile(r"[\x21-\x7e]+"), "printable ASCII without spaces")
 _NODE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _SLUG = re.compile(r"[a-z0-9_]+")
 _ENTITY = re.compile(r"[a-z0-9_]+\.[a-z0-9_]+")
@@ -137,33 +156,39 @@ class _Reader:
         if key not in self.data:
             return default
         value = self.data[key]
+        secret = "password" in key or "token" in key
         if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
             wanted = " or ".join(_WORDS[k] for k in kinds)
-            secret = "password" in key or "token" in key
-            raise self.fail(key, f"expected {wanted}" + ("" if secret else f", got {value!r}"))
-        if check is not None and (problem := check(value)) is not None:
-            raise self.fail(key, problem)
+            raise self.fail(
+                key, f"expected {wanted}" + ("" if secret else f", got {excerpt(value)}")
+            )
+        # A key without a rule of its own still gets the default one: finite, short text.
+        if (problem := (check or default_rule)(value)) is not None:
+            raise self.fail(key, "is not usable (the value is not shown)" if secret else problem)
         return value  # type: ignore[return-value]
 
-    def text(self, key: str, default: str | None = None) -> str:
-        value = self.get(key, (str,), default)
+    def text(self, key: str, default: str | None = None, rule: Rule | None = None) -> str:
+        value = self.get(key, (str,), default, rule)
         if value is None or not value.strip():
             raise self.fail(key, "is required" if value is None else "must not be empty")
         return value
 
     def number(self, key: str, default: float, low: float, high: float) -> float:
-        value = self.get(key, (int, float), default)
-        if not low <= value <= high:
-            raise self.fail(key, f"must be between {low:g} and {high:g}, got {value!r}")
+        value = self.get(key, (int, float), default, between(low, high))
         return float(value)
 
-    def path(self, key: str) -> Path | None:
-        value = self.get(key, (str,), None)
+    def integer(self, key: str, default: int, low: int, high: int) -> int:
+        value: int = self.get(key, (int,), default, between(low, high))
+        return value
+
+    def path(self, key: str, check: Callable[[str], Path] = regular_file) -> Path | None:
+        value = self.get(key, (str,), None, lambda v: None)
         if value is None:
             return None
-        if not Path(value).is_file():
-            raise self.fail(key, f"no such file: {value}")
-        return Path(value)
+        try:
+            return check(value)
+        except FileProblem as exc:
+            raise self.fail(key, str(exc)) from exc
 
     def done(self) -> None:
         unknown = sorted(set(self.data) - self.seen)
@@ -172,23 +197,34 @@ class _Reader:
 
 
 def read_credential(name: str, environ: Mapping[str, str]) -> str | None:
-    """Credential ``name`` from systemd's ``$CREDENTIALS_DIRECTORY``, if it is there."""
+    """Credential ``name`` from systemd's ``$CREDENTIALS_DIRECTORY``, if it is there;
+    raises :class:`~services.settings_rules.FileProblem` when it is there but unreadable."""
     directory = environ.get("CREDENTIALS_DIRECTORY")
     if directory:
         candidate = Path(directory) / name
-        if candidate.is_file():
-            return candidate.read_text(encoding="utf-8").strip() or None
+        if candidate.exists():
+            return read_small_text(candidate).strip() or None
     return None
+
+
+def _credential(t: _Reader, key: str, name: str, environ: Mapping[str, str]) -> str | None:
+    try:
+        return read_credential(name, environ)
+    except FileProblem as exc:
+        raise t.fail(key, f"credential {name}: {exc}") from exc
 
 
 def _secret(t: _Reader, inline: str, file_key: str) -> str | None:
     """A secret written in the file, or read from a file it names (not both)."""
-    value = t.get(inline, (str,), None)
+    value = t.get(inline, (str,), None, SECRET)
     path = t.path(file_key)
     if value is not None and path is not None:
         raise t.fail(file_key, f"give {inline} or {file_key}, not both")
     if path is not None:
-        return path.read_text(encoding="utf-8").strip() or None
+        try:
+            return read_small_text(path).strip() or None
+        except FileProblem as exc:
+            raise t.fail(file_key, str(exc)) from exc
     return value
 
 
@@ -204,7 +240,7 @@ def parse_mqtt(
     Assistant (its availability and state topics unless ``publish_state = false``, discovery
     unless ``discovery = false``)."""
     t = _Reader("mqtt", data)
-    ca_file = t.path("ca_file")
+    ca_file = t.path("ca_file", pem_file)
     tls = t.get("tls", (bool,), ca_file is not None)
     if ca_file is not None and not tls:
         raise t.fail("ca_file", "is only used with tls = true")
@@ -213,16 +249,16 @@ def parse_mqtt(
     if username is None and password is not None:
         raise t.fail("password", "is only used with a username")
     if username is not None and password is None:
-        password = read_credential(MQTT_PASSWORD_CREDENTIAL, environ)
+        password = _credential(t, "password", MQTT_PASSWORD_CREDENTIAL, environ)
     settings = MqttSettings(
-        host=t.text("host"),
-        port=int(t.number("port", 8883 if tls else 1883, 1, 65535)),
+        host=t.text("host", None, host_problem),
+        port=t.integer("port", 8883 if tls else 1883, 1, 65535),
         tls=tls,
         ca_file=ca_file,
         username=username,
         password=password,
-        client_id=t.get("client_id", (str,), None),
-        keepalive_s=int(t.number("keepalive_s", 30, 5, 3600)),
+        client_id=t.get("client_id", (str,), None, CLIENT_ID),
+        keepalive_s=t.integer("keepalive_s", 30, 5, 3600),
     )
     announce = t.get("publish_state", (bool,), True)
     discovery = t.get("discovery", (bool,), True)
@@ -240,7 +276,7 @@ def parse_mqtt(
             "discovery_prefix",
             (str,),
             "homeassistant",
-            lambda v: None if _topic_ok(v) else "must be a plain topic prefix",
+            lambda v: None if _topic_ok(v) and len(v) <= 256 else "must be a plain topic prefix",
         ),
     )
     t.done()
@@ -257,13 +293,11 @@ def parse_home_assistant(
     """The ``[home_assistant]`` table; the token from ``token``/``token_file``, the
     ``HOME_ASSISTANT_TOKEN`` variable or the ``ha-token`` credential."""
     t = _Reader("home_assistant", data)
-    url = t.text("url").rstrip("/")
-    if not url.startswith(("http://", "https://")):
-        raise t.fail("url", f"must start with http:// or https://, got {url!r}")
+    url = t.text("url", None, lambda v: url_problem(v, ("http", "https"))).rstrip("/")
     token = (
         _secret(t, "token", "token_file")
         or environ.get(HA_TOKEN_ENV, "").strip()
-        or read_credential(HA_TOKEN_CREDENTIAL, environ)
+        or _credential(t, "token", HA_TOKEN_CREDENTIAL, environ)
     )
     if not token:
         raise t.fail(
@@ -274,7 +308,7 @@ def parse_home_assistant(
     settings = HomeAssistantSettings(
         url=url,
         token=token,
-        ca_file=t.path("ca_file"),
+        ca_file=t.path("ca_file", pem_file),
         timeout_s=t.number("timeout_s", 5.0, 0.1, 60),
     )
     t.done()
@@ -306,10 +340,8 @@ def parse_tools(
 
 
 def _tool(t: _Reader, *, mqtt: bool, home_assistant: bool) -> ToolDeclaration:
-    name = t.text("name")
-    if not _NAME.fullmatch(name):
-        raise t.fail("name", "letters, digits and _ only (at most 64)")
-    description = t.text("description")
+    name = t.text("name", None, lambda v: None if _NAME.fullmatch(v) else _NAME_FORM)
+    description = t.text("description", None, DESCRIPTION)
     kind = t.text("action")
     if kind not in ACTION_KINDS:
         raise t.fail("action", f"must be one of {', '.join(ACTION_KINDS)}; got {kind!r}")
@@ -317,9 +349,12 @@ def _tool(t: _Reader, *, mqtt: bool, home_assistant: bool) -> ToolDeclaration:
     if not (mqtt if needs == "mqtt" else home_assistant):
         raise t.fail("action", f"{kind} needs an [{needs}] section")
     timeout_s = t.number("timeout_s", 5.0, 0.1, 120)
-    rate_limit = t.get("rate_limit", (int,), None)
-    if rate_limit is not None and not 1 <= rate_limit <= 600:
-        raise t.fail("rate_limit", f"calls per minute, between 1 and 600; got {rate_limit}")
+    rate_limit = t.get(
+        "rate_limit",
+        (int,),
+        None,
+        lambda v: None if 1 <= v <= 600 else f"calls per minute, between 1 and 600; got {v}",
+    )
     confirm = t.get("confirm", (bool,), False)
     entities = _entities(t) if kind.startswith("ha") else ()
     parameters = _parameters(t, entities, confirm)
@@ -405,7 +440,7 @@ def _template(t: _Reader, key: str, properties: set[str], default: str | None = 
 
 
 def _topic(t: _Reader, key: str, properties: set[str]) -> str:
-    template = t.text(key)
+    template = t.text(key, None, TOPIC)
     try:
         _check_names(t, key, check_topic_template(template), properties)
     except TemplateError as exc:
@@ -415,7 +450,9 @@ def _topic(t: _Reader, key: str, properties: set[str]) -> str:
 
 def _mqtt_publish(t: _Reader, properties: set[str], timeout_s: float) -> MqttPublish:
     topic = _topic(t, "topic", properties)
-    payload = t.get("payload", (str, dict), "")
+    payload = t.get(
+        "payload", (str, dict), "", lambda v: PAYLOAD(v) if isinstance(v, str) else None
+    )
     try:
         _check_names(t, "payload", structure_placeholders(payload), properties)
     except TemplateError as exc:
@@ -447,9 +484,11 @@ def _entities(t: _Reader) -> tuple[str, ...]:
     values = t.get("entities", (list,), None)
     if not values:
         raise t.fail("entities", "is required: the entity ids this tool may use")
+    if len(values) > 256:
+        raise t.fail("entities", f"at most 256 entities, got {len(values)}")
     for value in values:
-        if not isinstance(value, str) or not _ENTITY.fullmatch(value):
-            raise t.fail("entities", f"{value!r} is not an entity id like light.kitchen")
+        if not isinstance(value, str) or not _ENTITY.fullmatch(value) or len(value) > 255:
+            raise t.fail("entities", f"{excerpt(value)} is not an entity id like light.kitchen")
     return tuple(values)
 
 
