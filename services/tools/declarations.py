@@ -397,7 +397,9 @@ def _parameters(t: _Reader, entities: tuple[str, ...], confirm: bool) -> dict[st
             "properties": {"entity_id": {"type": "string", "enum": list(entities)}},
             "required": ["entity_id"],
         }
-    raw = t.get("parameters", (dict, str), default)
+    raw = t.get(
+        "parameters", (dict, str), default, lambda v: PAYLOAD(v) if isinstance(v, str) else None
+    )
     if isinstance(raw, str):
         try:
             raw = json.loads(raw)
