@@ -91,6 +91,8 @@ class Scenario:
     speech_rms: int = 500
     silence_hangover_ms: int = 400
     seed: int = 0
+    # A hostile fault whose frame the first connection gets instead of setupComplete.
+    setup_frame: Fault | None = None
 
     def turn(self, index: int) -> Turn:
         """The turn at ``index``, or a plain fallback reply once the script has run out."""
@@ -227,6 +229,7 @@ def scenario_from_dict(data: Any, name: str = "scenario") -> Scenario:
             "speech_rms",
             "silence_hangover_ms",
             "seed",
+            "setup_frame",
         },
         name,
     )
@@ -255,6 +258,12 @@ def scenario_from_dict(data: Any, name: str = "scenario") -> Scenario:
             data.get("silence_hangover_ms", 400), int, f"{name}.silence_hangover_ms"
         ),
         seed=_expect(data.get("seed", 0), int, f"{name}.seed"),
+        setup_frame=None
+        if "setup_frame" not in data
+        else _fault(
+            {"kind": "hostile", **_expect(data["setup_frame"], dict, f"{name}.setup_frame")},
+            f"{name}.setup_frame",
+        ),
     )
 
 

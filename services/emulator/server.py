@@ -218,6 +218,17 @@ class LiveConnection:
             resumed=bool(handle),
             turn=self.conv.turn_index,
         )
+        hostile_setup = self.scenario.setup_frame
+        if hostile_setup is not None and not self.em.setup_frame_sent:
+            self.em.setup_frame_sent = True
+            with contextlib.suppress(_Closed):
+                await self._hostile(hostile_setup)
+            # The client is expected to close; its closure is traced by the caller.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.em.settings.setup_timeout_s):
+                    await self.ws.wait_closed()
+            self._trace("close", by="client", code=self.ws.close_code, reason="")
+            return False
         await self.send(frames.setup_complete())
         if self.resumption and not self.conv.replay:
             await self._issue_handle()
@@ -579,6 +590,7 @@ class Emulator:
         self.conversations: dict[str, Conversation] = {}
         self._server: Server | None = None
         self._numbers = itertools.count(1)
+        self.setup_frame_sent = False
         self._conv_numbers = itertools.count(1)
         self.port = settings.port
 

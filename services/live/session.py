@@ -426,9 +426,10 @@ class LiveSession:
                     "connect-timeout",
                     f"no setupComplete within {self.settings.connect_timeout_s:g} s",
                 ) from exc
-            except ValueError as exc:
-                # The SDK parses the first frame itself (JSON, then pydantic, both
-                # ValueErrors); it has not given us the session, so the context closes it.
+            except (ValueError, AttributeError) as exc:
+                # The SDK parses the first frame itself: JSON and pydantic raise ValueErrors,
+                # a JSON value that is not an object AttributeError. It has not given us the
+                # session, so its context closes the socket.
                 first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 self._protocol_error(ProtocolError("bad-setup", "first frame", 0, excerpt(first)))
             if session.setup_complete is None:

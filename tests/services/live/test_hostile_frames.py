@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from typing import Any
 
 import pytest
 
 from services.emulator.hostile import HOSTILE_FRAMES, KINDS, TOLERATED
 from tests.conftest import EmulatorFactory
-from tests.services.live.hostile import converse, judge
+from tests.services.live.harness import Recorder, new_session, running, speak, tool
+from tests.services.live.hostile import LIGHT, converse, judge
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -48,3 +51,40 @@ def test_the_catalogue_is_what_the_issue_lists() -> None:
         "audio-bad-base64",
         "audio-odd-length",
     } <= set(HOSTILE_FRAMES)
+
+
+@pytest.mark.parametrize(
+    "setup_frame",
+    [
+        {"frame": "invalid-json"},
+        {"frame": "binary-not-json"},
+        {"frame": "json-array"},
+        {"frame": "error-object"},
+        {"frame": "content-wrong-type"},
+        {"text": '{"serverContent": {"turnComplete": true}}'},
+    ],
+    ids=lambda f: f.get("frame", "not-setup-complete"),
+)
+async def test_a_malformed_first_frame_is_a_protocol_error_and_the_next_connect_works(
+    emulator_factory: EmulatorFactory, setup_frame: dict[str, str]
+) -> None:
+    scenario = {"turns": [{"tool_calls": [LIGHT], "reply": "Done."}], "setup_frame": setup_frame}
+
+    async def light(args: dict[str, Any]) -> bool:
+        return True
+
+    async with emulator_factory(scenario) as em:
+        rec = Recorder()
+        session = new_session(em, [tool("set_output", light)], rec)
+        async with running(session) as task:
+            async with asyncio.timeout(10):
+                await session.wait_connected()
+            await speak(session)
+            await rec.wait_turns(1, within=15)
+            assert not task.done()
+    [report] = session.closures
+    assert report.context.local_cause == "protocol-error"
+    assert report.reason.startswith("bad-setup: ")
+    assert session.stats.protocol_errors == {"bad-setup": 1}
+    assert em.trace.select("violation") == []
+    assert len(em.trace.select("in", kind="toolResponse")) == 1
