@@ -14,18 +14,18 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from device.audio import CaptureSettings, PlaybackSettings
 from device.echo import EchoMode, EchoSettings
 from device.events import ButtonMode
 from device.vad import StartTrigger, VadSettings
 from services.live.settings import LiveSettings
+from services.settings_reader import SettingError, Table
 from services.settings_rules import (
     FileProblem,
     between,
     ca_file,
-    default_rule,
     excerpt,
     one_line,
     read_small_text,
@@ -33,7 +33,6 @@ from services.settings_rules import (
     url_problem,
 )
 from services.tools.declarations import (
-    SettingError,
     ToolDeclaration,
     parse_home_assistant,
     parse_mqtt,
@@ -54,7 +53,6 @@ API_KEY_CREDENTIAL = "gemini-api-key"
 OUTPUT_KINDS = ("relay", "led", "pwm")
 # The GPIO tools' names; a [[tools]] entry may not take them.
 GPIO_TOOL_NAMES = ("set_output", "get_outputs")
-T = TypeVar("T")
 
 
 class ConfigError(Exception):
@@ -130,61 +128,6 @@ class Settings:
     tools: tuple[ToolDeclaration, ...] = ()
 
 
-class _Table:
-    """Reads one TOML table, remembering which keys were asked for."""
-
-    def __init__(self, path: Path, name: str, data: Any) -> None:
-        if not isinstance(data, dict):
-            raise ConfigError(path, name, f"must be a table, got {type(data).__name__}")
-        self.path = path
-        self.name = name
-        self.data: dict[str, Any] = data
-        self.seen: set[str] = set()
-
-    def key(self, key: str) -> str:
-        return f"{self.name}.{key}" if self.name else key
-
-    def fail(self, key: str, reason: str) -> ConfigError:
-        return ConfigError(self.path, self.key(key), reason)
-
-    def get(
-        self,
-        key: str,
-        kind: type[T] | tuple[type, ...],
-        default: T,
-        check: Callable[[Any], str | None] | None = None,
-    ) -> T:
-        self.seen.add(key)
-        if key not in self.data:
-            return default
-        value = self.data[key]
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if isinstance(value, bool) and bool not in kinds:
-            raise self.fail(key, f"expected {_names(kinds)}, got {excerpt(value)}")
-        if not isinstance(value, kinds):
-            raise self.fail(key, f"expected {_names(kinds)}, got {excerpt(value)}")
-        # A key without a rule of its own still gets the default one: finite, short text.
-        if (problem := (check or default_rule)(value)) is not None:
-            raise self.fail(key, problem)
-        return value  # type: ignore[return-value]
-
-    def optional(
-        self, key: str, kind: type[T], check: Callable[[Any], str | None] | None = None
-    ) -> T | None:
-        value: T | None = self.get(key, (kind,), None, check)
-        return value
-
-    def done(self) -> None:
-        unknown = sorted(set(self.data) - self.seen)
-        if unknown:
-            raise self.fail(unknown[0], "unknown key")
-
-
-def _names(kinds: tuple[type, ...]) -> str:
-    words = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
-    return " or ".join(words.get(k, k.__name__) for k in kinds)
-
-
 _between = between
 
 
@@ -212,7 +155,7 @@ GPIO_PIN = _between(0, 27)
 NUMBER = (int, float)
 
 
-def _pin(t: _Table, key: str, default: int | None) -> int | None:
+def _pin(t: Table, key: str, default: int | None) -> int | None:
     """A BCM pin number, or ``false`` for a part that is not fitted."""
     value = t.get(key, (int, bool), default if default is not None else False)
     if value is True:
@@ -224,8 +167,8 @@ def _pin(t: _Table, key: str, default: int | None) -> int | None:
     return int(value)
 
 
-def _live(path: Path, data: Any) -> LiveSettings:
-    t = _Table(path, "live", data)
+def _live(data: Any) -> LiveSettings:
+    t = Table("live", data)
     if "api_key" in t.data:
         raise t.fail(
             "api_key",
@@ -261,8 +204,8 @@ def _live(path: Path, data: Any) -> LiveSettings:
     return live
 
 
-def _audio(path: Path, data: Any) -> tuple[CaptureSettings, PlaybackSettings]:
-    t = _Table(path, "audio", data)
+def _audio(data: Any) -> tuple[CaptureSettings, PlaybackSettings]:
+    t = Table("audio", data)
     rate = _between(8000, 192000)
     frame_ms = t.get("frame_ms", int, 20, _one_of_int(10, 20, 30))
     capture = CaptureSettings(
@@ -285,8 +228,8 @@ def _one_of_int(*choices: int) -> Callable[[Any], str | None]:
     )
 
 
-def _vad(path: Path, data: Any, frame_ms: int) -> VadSettings:
-    t = _Table(path, "vad", data)
+def _vad(data: Any, frame_ms: int) -> VadSettings:
+    t = Table("vad", data)
     d = VadSettings()
     start = StartTrigger(
         voiced_frames=t.get("start_voiced_frames", int, d.start.voiced_frames, _between(1, 50)),
@@ -311,8 +254,8 @@ def _vad(path: Path, data: Any, frame_ms: int) -> VadSettings:
     return settings
 
 
-def _echo(path: Path, data: Any) -> EchoSettings:
-    t = _Table(path, "echo", data)
+def _echo(data: Any) -> EchoSettings:
+    t = Table("echo", data)
     mode = t.get("mode", str, EchoMode.HALF_DUPLEX.value, _one_of(*(m.value for m in EchoMode)))
     settings = EchoSettings(
         mode=EchoMode(mode), tail_ms=t.get("tail_ms", int, 300, _between(0, 5000))
@@ -321,8 +264,8 @@ def _echo(path: Path, data: Any) -> EchoSettings:
     return settings
 
 
-def _button(path: Path, data: Any) -> ButtonSettings:
-    t = _Table(path, "button", data)
+def _button(data: Any) -> ButtonSettings:
+    t = Table("button", data)
     mode = t.get("mode", str, ButtonMode.PRESS.value, _one_of(*(m.value for m in ButtonMode)))
     settings = ButtonSettings(
         pin=_pin(t, "pin", ButtonSettings.pin),
@@ -335,8 +278,8 @@ def _button(path: Path, data: Any) -> ButtonSettings:
     return settings
 
 
-def _leds(path: Path, data: Any) -> LedSettings:
-    t = _Table(path, "leds", data)
+def _leds(data: Any) -> LedSettings:
+    t = Table("leds", data)
     settings = LedSettings(
         status_pin=_pin(t, "status_pin", LedSettings.status_pin),
         status_pwm=t.get("status_pwm", bool, True),
@@ -352,7 +295,7 @@ def _outputs(path: Path, data: Any) -> tuple[OutputSettings, ...]:
     outputs = []
     names: set[str] = set()
     for i, item in enumerate(data):
-        t = _Table(path, f"outputs[{i}]", item)
+        t = Table(f"outputs[{i}]", item)
         if "name" not in t.data:
             raise t.fail("name", "is required")
         name = t.get("name", str, "", OUTPUT_NAME)
@@ -392,7 +335,7 @@ def _check_pins(path: Path, settings: Settings) -> None:
 
 
 def _home_actions(
-    path: Path, top: _Table
+    top: Table,
 ) -> tuple[
     MqttSettings | None,
     HaDeviceSettings | None,
@@ -402,35 +345,39 @@ def _home_actions(
     """``[mqtt]``, ``[home_assistant]`` and ``[[tools]]``, parsed in services.tools."""
     mqtt_data = top.optional("mqtt", dict)
     ha_data = top.optional("home_assistant", dict)
-    try:
-        mqtt, device = (None, None) if mqtt_data is None else parse_mqtt(mqtt_data)
-        ha = None if ha_data is None else parse_home_assistant(ha_data)
-        tools = parse_tools(
-            top.get("tools", list, []),
-            mqtt=mqtt is not None,
-            home_assistant=ha is not None,
-            reserved=GPIO_TOOL_NAMES,
-        )
-    except SettingError as exc:
-        raise ConfigError(path, exc.key, exc.reason) from exc
+    mqtt, device = (None, None) if mqtt_data is None else parse_mqtt(mqtt_data)
+    ha = None if ha_data is None else parse_home_assistant(ha_data)
+    tools = parse_tools(
+        top.get("tools", list, []),
+        mqtt=mqtt is not None,
+        home_assistant=ha is not None,
+        reserved=GPIO_TOOL_NAMES,
+    )
     return mqtt, device, ha, tools
 
 
 def parse_settings(data: Mapping[str, Any], path: Path) -> Settings:
     """Validate decoded TOML ``data`` read from ``path``."""
-    top = _Table(path, "", dict(data))
-    mqtt, ha_device, home_assistant, tools = _home_actions(path, top)
-    capture, playback = _audio(path, top.get("audio", dict, {}))
-    daemon = _Table(path, "daemon", top.get("daemon", dict, {}))
+    try:
+        return _parse_settings(data, path)
+    except SettingError as exc:
+        raise ConfigError(path, exc.key, exc.reason) from exc
+
+
+def _parse_settings(data: Mapping[str, Any], path: Path) -> Settings:
+    top = Table("", dict(data))
+    mqtt, ha_device, home_assistant, tools = _home_actions(top)
+    capture, playback = _audio(top.get("audio", dict, {}))
+    daemon = Table("daemon", top.get("daemon", dict, {}))
     settings = Settings(
         path=path,
-        live=_live(path, top.get("live", dict, {})),
+        live=_live(top.get("live", dict, {})),
         capture=capture,
         playback=playback,
-        vad=_vad(path, top.get("vad", dict, {}), capture.frame_ms),
-        echo=_echo(path, top.get("echo", dict, {})),
-        button=_button(path, top.get("button", dict, {})),
-        leds=_leds(path, top.get("leds", dict, {})),
+        vad=_vad(top.get("vad", dict, {}), capture.frame_ms),
+        echo=_echo(top.get("echo", dict, {})),
+        button=_button(top.get("button", dict, {})),
+        leds=_leds(top.get("leds", dict, {})),
         outputs=_outputs(path, top.get("outputs", list, [])),
         gpio_tool_timeout_s=float(
             daemon.get("gpio_tool_timeout_s", NUMBER, 2.0, _between(0.05, 60, "seconds"))

@@ -1,10 +1,10 @@
 """The ``[mqtt]``, ``[home_assistant]`` and ``[[tools]]`` config sections, from plain dicts.
 
 The functions here take decoded TOML and return frozen settings, or raise
-:class:`SettingError` naming the key at fault (``tools[0].parameters``) and the reason; the
-config loader turns that into its one-line error. Secrets come from the file only when
-written there; otherwise from a file, the environment, or systemd's credentials directory —
-and they never appear in a message.
+:class:`~services.settings_reader.SettingError` naming the key at fault
+(``tools[0].parameters``) and the reason; the config loader turns that into its one-line
+error. Secrets come from the file only when written there; otherwise from a file, the
+environment, or systemd's credentials directory — and they never appear in a message.
 """
 
 from __future__ import annotations
@@ -14,20 +14,17 @@ import json
 import os
 import re
 import socket
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from services.settings_reader import SettingError, Table
 from services.settings_rules import (
     FileProblem,
-    Rule,
-    between,
-    default_rule,
     excerpt,
     host_problem,
     read_small_text,
-    regular_file,
     text_rule,
     url_problem,
 )
@@ -35,7 +32,7 @@ from services.settings_rules import ca_file as pem_file
 from services.tools.ha_device import HaDeviceSettings
 from services.tools.home_assistant import HomeAssistantSettings
 from services.tools.mqtt import MqttSettings
-from services.tools.registry import ToolConfigError, schema_problem
+from services.tools.registry import schema_problem
 from services.tools.templates import (
     TemplateError,
     check_topic_template,
@@ -58,24 +55,6 @@ CLIENT_ID = text_rule(128, re.compile(r"[\x21-\x7e]+"), "printable ASCII without
 _NODE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _SLUG = re.compile(r"[a-z0-9_]+")
 _ENTITY = re.compile(r"[a-z0-9_]+\.[a-z0-9_]+")
-T = TypeVar("T")
-_WORDS = {
-    bool: "true or false",
-    int: "an integer",
-    float: "a number",
-    str: "a string",
-    dict: "a table",
-    list: "an array",
-}
-
-
-class SettingError(ToolConfigError):
-    """A setting that cannot be used: ``key`` names it, ``reason`` says why."""
-
-    def __init__(self, key: str, reason: str) -> None:
-        super().__init__(f"{key}: {reason}")
-        self.key = key
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -132,70 +111,6 @@ class ToolDeclaration:
     confirm: bool = False
 
 
-class _Reader:
-    """Reads one table, remembering which keys were asked for (to reject the others)."""
-
-    def __init__(self, name: str, data: Any) -> None:
-        if not isinstance(data, dict):
-            raise SettingError(name, f"must be a table, got {type(data).__name__}")
-        self.name = name
-        self.data: dict[str, Any] = data
-        self.seen: set[str] = set()
-
-    def fail(self, key: str, reason: str) -> SettingError:
-        return SettingError(f"{self.name}.{key}", reason)
-
-    def get(
-        self,
-        key: str,
-        kinds: tuple[type, ...],
-        default: T,
-        check: Callable[[Any], str | None] | None = None,
-    ) -> T:
-        self.seen.add(key)
-        if key not in self.data:
-            return default
-        value = self.data[key]
-        secret = "password" in key or "token" in key
-        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
-            wanted = " or ".join(_WORDS[k] for k in kinds)
-            raise self.fail(
-                key, f"expected {wanted}" + ("" if secret else f", got {excerpt(value)}")
-            )
-        # A key without a rule of its own still gets the default one: finite, short text.
-        if (problem := (check or default_rule)(value)) is not None:
-            raise self.fail(key, "is not usable (the value is not shown)" if secret else problem)
-        return value  # type: ignore[return-value]
-
-    def text(self, key: str, default: str | None = None, rule: Rule | None = None) -> str:
-        value = self.get(key, (str,), default, rule)
-        if value is None or not value.strip():
-            raise self.fail(key, "is required" if value is None else "must not be empty")
-        return value
-
-    def number(self, key: str, default: float, low: float, high: float) -> float:
-        value = self.get(key, (int, float), default, between(low, high))
-        return float(value)
-
-    def integer(self, key: str, default: int, low: int, high: int) -> int:
-        value: int = self.get(key, (int,), default, between(low, high))
-        return value
-
-    def path(self, key: str, check: Callable[[str], Path] = regular_file) -> Path | None:
-        value = self.get(key, (str,), None, lambda v: None)
-        if value is None:
-            return None
-        try:
-            return check(value)
-        except FileProblem as exc:
-            raise self.fail(key, str(exc)) from exc
-
-    def done(self) -> None:
-        unknown = sorted(set(self.data) - self.seen)
-        if unknown:
-            raise self.fail(unknown[0], "unknown key")
-
-
 def read_credential(name: str, environ: Mapping[str, str]) -> str | None:
     """Credential ``name`` from systemd's ``$CREDENTIALS_DIRECTORY``, if it is there;
     raises :class:`~services.settings_rules.FileProblem` when it is there but unreadable."""
@@ -207,14 +122,14 @@ def read_credential(name: str, environ: Mapping[str, str]) -> str | None:
     return None
 
 
-def _credential(t: _Reader, key: str, name: str, environ: Mapping[str, str]) -> str | None:
+def _credential(t: Table, key: str, name: str, environ: Mapping[str, str]) -> str | None:
     try:
         return read_credential(name, environ)
     except FileProblem as exc:
         raise t.fail(key, f"credential {name}: {exc}") from exc
 
 
-def _secret(t: _Reader, inline: str, file_key: str) -> str | None:
+def _secret(t: Table, inline: str, file_key: str) -> str | None:
     """A secret written in the file, or read from a file it names (not both)."""
     value = t.get(inline, (str,), None, SECRET)
     path = t.path(file_key)
@@ -239,7 +154,7 @@ def parse_mqtt(
     """The ``[mqtt]`` table: the broker connection, and the device's presence in Home
     Assistant (its availability and state topics unless ``publish_state = false``, discovery
     unless ``discovery = false``)."""
-    t = _Reader("mqtt", data)
+    t = Table("mqtt", data)
     ca_file = t.path("ca_file", pem_file)
     tls = t.get("tls", (bool,), ca_file is not None)
     if ca_file is not None and not tls:
@@ -292,7 +207,7 @@ def parse_home_assistant(
 ) -> HomeAssistantSettings:
     """The ``[home_assistant]`` table; the token from ``token``/``token_file``, the
     ``HOME_ASSISTANT_TOKEN`` variable or the ``ha-token`` credential."""
-    t = _Reader("home_assistant", data)
+    t = Table("home_assistant", data)
     url = t.text("url", None, lambda v: url_problem(v, ("http", "https"))).rstrip("/")
     token = (
         _secret(t, "token", "token_file")
@@ -329,7 +244,7 @@ def parse_tools(
     names: set[str] = set()
     tools = []
     for index, item in enumerate(data):
-        tool = _tool(_Reader(f"tools[{index}]", item), mqtt=mqtt, home_assistant=home_assistant)
+        tool = _tool(Table(f"tools[{index}]", item), mqtt=mqtt, home_assistant=home_assistant)
         if tool.name in reserved:
             raise SettingError(f"tools[{index}].name", f"{tool.name!r} is a built-in tool's name")
         if tool.name in names:
@@ -339,7 +254,7 @@ def parse_tools(
     return tuple(tools)
 
 
-def _tool(t: _Reader, *, mqtt: bool, home_assistant: bool) -> ToolDeclaration:
+def _tool(t: Table, *, mqtt: bool, home_assistant: bool) -> ToolDeclaration:
     name = t.text("name", None, lambda v: None if _NAME.fullmatch(v) else _NAME_FORM)
     description = t.text("description", None, DESCRIPTION)
     kind = t.text("action")
@@ -388,7 +303,7 @@ def _tool(t: _Reader, *, mqtt: bool, home_assistant: bool) -> ToolDeclaration:
     )
 
 
-def _parameters(t: _Reader, entities: tuple[str, ...], confirm: bool) -> dict[str, Any]:
+def _parameters(t: Table, entities: tuple[str, ...], confirm: bool) -> dict[str, Any]:
     """The JSON schema of the arguments; by default for an HA tool, a choice of its entities."""
     default: dict[str, Any] = {"type": "object", "properties": {}}
     if entities:
@@ -425,14 +340,14 @@ def _parameters(t: _Reader, entities: tuple[str, ...], confirm: bool) -> dict[st
     return schema
 
 
-def _check_names(t: _Reader, key: str, names: list[str], properties: set[str]) -> None:
+def _check_names(t: Table, key: str, names: list[str], properties: set[str]) -> None:
     for name in names:
         if name not in properties:
             known = ", ".join(sorted(properties)) or "none"
             raise t.fail(key, f"${{{name}}} is not one of the tool's parameters ({known})")
 
 
-def _template(t: _Reader, key: str, properties: set[str], default: str | None = None) -> str:
+def _template(t: Table, key: str, properties: set[str], default: str | None = None) -> str:
     template = t.text(key, default)
     try:
         _check_names(t, key, placeholders(template), properties)
@@ -441,7 +356,7 @@ def _template(t: _Reader, key: str, properties: set[str], default: str | None = 
     return template
 
 
-def _topic(t: _Reader, key: str, properties: set[str]) -> str:
+def _topic(t: Table, key: str, properties: set[str]) -> str:
     template = t.text(key, None, TOPIC)
     try:
         _check_names(t, key, check_topic_template(template), properties)
@@ -450,7 +365,7 @@ def _topic(t: _Reader, key: str, properties: set[str]) -> str:
     return template
 
 
-def _mqtt_publish(t: _Reader, properties: set[str], timeout_s: float) -> MqttPublish:
+def _mqtt_publish(t: Table, properties: set[str], timeout_s: float) -> MqttPublish:
     topic = _topic(t, "topic", properties)
     payload = t.get(
         "payload", (str, dict), "", lambda v: PAYLOAD(v) if isinstance(v, str) else None
@@ -475,14 +390,14 @@ def _mqtt_publish(t: _Reader, properties: set[str], timeout_s: float) -> MqttPub
     )
 
 
-def _slug(t: _Reader, key: str) -> str:
+def _slug(t: Table, key: str) -> str:
     value = t.text(key)
     if not _SLUG.fullmatch(value):
         raise t.fail(key, f"lower-case letters, digits and _ only; got {value!r}")
     return value
 
 
-def _entities(t: _Reader) -> tuple[str, ...]:
+def _entities(t: Table) -> tuple[str, ...]:
     values = t.get("entities", (list,), None)
     if not values:
         raise t.fail("entities", "is required: the entity ids this tool may use")
@@ -494,7 +409,7 @@ def _entities(t: _Reader) -> tuple[str, ...]:
     return tuple(values)
 
 
-def _data(t: _Reader, properties: set[str]) -> dict[str, Any]:
+def _data(t: Table, properties: set[str]) -> dict[str, Any]:
     data: dict[str, Any] = t.get("data", (dict,), {})
     if "entity_id" in data:
         raise t.fail("data", "entity_id comes from the entity_id key and the allow-list")
