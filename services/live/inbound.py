@@ -245,9 +245,12 @@ def _part(frame: _Frame, value: Any, where: str) -> list[bytes]:
         pcm = base64.b64decode(data.replace("-", "+").replace("_", "/"), validate=True)
     except (binascii.Error, ValueError) as exc:
         raise frame.fail("bad-audio", f"{where}.inlineData.data is not base64") from exc
-    if mime.startswith("audio/pcm") and len(pcm) % 2:
+    if mime and not mime.startswith("audio/"):
+        return []
+    # The daemon plays what it takes as 16-bit samples: half a sample is a broken frame.
+    if len(pcm) % 2:
         raise frame.fail("bad-audio", f"{where}.inlineData.data has an odd length ({len(pcm)} B)")
-    return [pcm] if mime.startswith("audio/") or not mime else []
+    return [pcm]
 
 
 def _tool_call(frame: _Frame, value: Any) -> tuple[FunctionCall, ...] | None:

@@ -1,8 +1,10 @@
 """The Live session: one object that owns the WebSocket to Gemini Live.
 
 Every realtime input goes through one send path guarded by the :class:`InputGate`. The receive
-loop handles each server message synchronously, so a ``toolCall`` shuts the gate before any
-other task can run. Closures are explained (:mod:`services.live.diagnostics`) and answered by
+loop reads raw frames, passes each through the one boundary (:mod:`services.live.inbound`: a
+malformed frame closes the connection as a protocol error, then the session resumes) and
+handles each checked message synchronously, so a ``toolCall`` shuts the gate before any other
+task can run. Closures are explained (:mod:`services.live.diagnostics`) and answered by
 the reconnect policy: resume with the newest handle, start fresh when the handle is stale, or
 stop with a clear error when retrying cannot help.
 """
