@@ -145,9 +145,11 @@ def regular_file(value: str) -> Path:
 
 
 def read_small_text(path: Path, limit: int = MAX_SECRET_BYTES) -> str:
-    """The UTF-8 text of the regular file ``path`` (at most ``limit`` bytes), opened without
-    blocking so a FIFO cannot hang the caller; raises :class:`FileProblem`."""
+    """The UTF-8 text of the regular file ``path`` (at most ``limit`` bytes); raises
+    :class:`FileProblem`. Anything but a regular file (a FIFO, a device) is refused without
+    being opened, and the open does not block should it be swapped for one meanwhile."""
     name = str(path)
+    regular_file(name)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
