@@ -13,7 +13,7 @@ APT_PACKAGES := build-essential libasound2-dev libsystemd-dev pkg-config swig es
 # PYPI=1 below: lgpio's source build links its own copy of the lg C library only then (else it
 # wants a system liblgpio, which plain Debian does not have).
 
-.PHONY: test demo bench install lint typecheck pytest system-packages venv lock clean
+.PHONY: test demo bench fuzz install lint typecheck pytest system-packages venv lock clean
 
 system-packages:
 	@missing=""; \
@@ -55,6 +55,12 @@ demo: venv
 # bench/report.json and the plots next to them, from scratch.
 bench: venv
 	$(BIN)/python -m bench.run --size full
+
+# The long run of the boundary generators (make test runs a few of each): hostile configs
+# through check-config, malformed frames through the boundary and through the real SDK
+# against the stand-in's hostile mode. Ends with "N tried, M mishandled"; fails if M > 0.
+fuzz: venv
+	$(BIN)/python -m tests.fuzz --configs 1000 --frames 2000 --sdk-frames 40
 
 # The daemon as a systemd service: a venv under PREFIX, the unit, the config (an existing one
 # is kept) and a root-only credentials directory with an empty key file. DESTDIR stages it all

@@ -48,6 +48,7 @@ def _check_config(args: argparse.Namespace) -> int:
 
     try:
         settings = load_settings(args.config)
+        api_key = load_api_key()
     except ConfigError as exc:
         print(f"pi-live-voice: {exc}", file=sys.stderr)
         return EX_CONFIG
@@ -57,7 +58,7 @@ def _check_config(args: argparse.Namespace) -> int:
     print(f"profile: {settings.live.profile.name} (model {settings.live.model})")
     for key, reason in plan_setup(settings.live.profile, settings.live.setup_request).left_out:
         print(f"warning: live.{key} will be left out of the setup: {reason}")
-    if load_api_key() is None:
+    if api_key is None:
         print("note: no API key in GEMINI_API_KEY, GOOGLE_API_KEY or $CREDENTIALS_DIRECTORY")
     return _check_transport()
 

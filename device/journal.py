@@ -17,7 +17,7 @@ from typing import Any
 
 import systemd.journal as sd_journal
 
-from device.config import load_api_key
+from device.config import ConfigError, load_api_key
 
 IDENTIFIER = "pi-live-voice"
 MASK = "[redacted]"
@@ -155,7 +155,11 @@ def setup_logging(verbose: bool, environ: Mapping[str, str]) -> None:
     else:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter(STDERR_FORMAT))
-    secrets = [environ.get("GEMINI_API_KEY"), environ.get("GOOGLE_API_KEY"), load_api_key(environ)]
+    try:
+        stored = load_api_key(environ)
+    except ConfigError:
+        stored = None  # an unreadable key file: the command that needs the key reports it
+    secrets = [environ.get("GEMINI_API_KEY"), environ.get("GOOGLE_API_KEY"), stored]
     handler.addFilter(Redactor(s.strip() for s in secrets if s))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
 

@@ -86,6 +86,12 @@ def broker(tmp_path: Path) -> Iterator[Mosquitto]:
 def emulator_factory(tmp_path: Path) -> EmulatorFactory:
     """Start stand-ins on free loopback ports, each on its own loop in a thread (as the real
     service is apart from the client); each is stopped when its block ends."""
+    return emulator_factory_in(tmp_path)
+
+
+def emulator_factory_in(tmp_path: Path) -> EmulatorFactory:
+    """The :func:`emulator_factory` fixture's factory, writing certificates and traces
+    under ``tmp_path`` (for runs outside pytest: ``make fuzz``)."""
     counter = iter(range(1_000_000))
 
     @asynccontextmanager

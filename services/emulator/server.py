@@ -28,7 +28,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from services.emulator import frames, models, rules
+from services.emulator import frames, hostile, models, rules
 from services.emulator.activity import EnergyVad, VadSettings
 from services.emulator.keepalive import slow_pong_connection
 from services.emulator.scenario import Fault, FaultMoment, Scenario, ToolCallSpec, Turn
@@ -161,6 +161,17 @@ class LiveConnection:
         except ConnectionClosed as exc:
             raise _Closed from exc
 
+    async def send_raw(self, frame: str | bytes, kind: str, count: int = 1) -> None:
+        """Send a frame as it is, ``count`` times (hostile mode); traced once, kind and size."""
+        if self._closing:
+            raise _Closed
+        self._trace("out", kind=kind, size=len(frame), count=count)
+        try:
+            for _ in range(count):
+                await self.ws.send(frame)
+        except ConnectionClosed as exc:
+            raise _Closed from exc
+
     async def close(self, code: int, reason: str, why: str) -> None:
         """Close the connection from the server side, tracing why."""
         if self._closing:
@@ -184,6 +195,33 @@ class LiveConnection:
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(model, *self._tasks, return_exceptions=True)
+
+    async def _join(self, handle: str | None) -> Conversation | None:
+        """The conversation ``handle`` names, or a new one; None if the handle is refused."""
+        if handle:
+            snapshot = self.em.handles.get(handle)
+            if snapshot is None:
+                await self._reject(
+                    "unknown-resumption-handle",
+                    rules.CODE_INVALID,
+                    f"handle {handle[:12]}… was never issued",
+                    reason=rules.REASON_INVALID_HANDLE,
+                )
+                return None
+            if not snapshot.conversation.handles_valid:
+                self.conv = snapshot.conversation
+                await self._reject(
+                    "stale-resumption-handle",
+                    rules.CODE_POLICY,
+                    f"handle {handle[:12]}… has expired",
+                    reason=rules.REASON_SESSION_NOT_FOUND,
+                )
+                return None
+            conv = snapshot.conversation
+            conv.turn_index = snapshot.turn_index
+            conv.replay = snapshot.replay and self.em.settings.resumption == "replay"
+            return conv
+        return self.em.new_conversation()
 
     async def _setup(self) -> bool:
         try:
@@ -224,30 +262,10 @@ class LiveConnection:
         resumption = setup.get("sessionResumption")
         self.resumption = resumption is not None
         handle = (resumption or {}).get("handle")
-        if handle:
-            snapshot = self.em.handles.get(handle)
-            if snapshot is None:
-                await self._reject(
-                    "unknown-resumption-handle",
-                    rules.CODE_INVALID,
-                    f"handle {handle[:12]}… was never issued",
-                    reason=rules.REASON_INVALID_HANDLE,
-                )
-                return False
-            if not snapshot.conversation.handles_valid:
-                self.conv = snapshot.conversation
-                await self._reject(
-                    "stale-resumption-handle",
-                    rules.CODE_POLICY,
-                    f"handle {handle[:12]}… has expired",
-                    reason=rules.REASON_SESSION_NOT_FOUND,
-                )
-                return False
-            self.conv = snapshot.conversation
-            self.conv.turn_index = snapshot.turn_index
-            self.conv.replay = snapshot.replay and self.em.settings.resumption == "replay"
-        else:
-            self.conv = self.em.new_conversation()
+        conv = await self._join(handle)
+        if conv is None:
+            return False
+        self.conv = conv
         self.conv.connections += 1
         self._trace(
             "in",
@@ -261,6 +279,17 @@ class LiveConnection:
             resumed=bool(handle),
             turn=self.conv.turn_index,
         )
+        hostile_setup = self.scenario.setup_frame
+        if hostile_setup is not None and not self.em.setup_frame_sent:
+            self.em.setup_frame_sent = True
+            with contextlib.suppress(_Closed):
+                await self._hostile(hostile_setup)
+            # The client is expected to close; its closure is traced by the caller.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.em.settings.setup_timeout_s):
+                    await self.ws.wait_closed()
+            self._trace("close", by="client", code=self.ws.close_code, reason="")
+            return False
         await self.send(frames.setup_complete())
         if self.resumption and not self.conv.replay:
             await self._issue_handle()
@@ -653,8 +682,21 @@ class LiveConnection:
                 self._spawn(self._deadline(fault.time_left_ms))
             elif fault.kind == "stall":
                 await self._sleep(fault.stall_s * 1000)
+            elif fault.kind == "hostile":
+                await self._hostile(fault)
             else:
                 self.conv.handles_valid = False
+
+    async def _hostile(self, fault: Fault) -> None:
+        if fault.text is not None:
+            await self.send_raw(fault.text, "hostile:text", fault.count or 1)
+        elif fault.frame == "flood":
+            count = fault.count or hostile.FLOOD_COUNT
+            await self.send_raw(hostile.FLOOD_FRAME, "hostile:flood", count)
+        else:
+            assert fault.frame is not None
+            frame = hostile.HOSTILE_FRAMES[fault.frame]
+            await self.send_raw(frame, f"hostile:{fault.frame}", fault.count or 1)
 
     async def _deadline(self, time_left_ms: int) -> None:
         await self._sleep(time_left_ms)
@@ -671,6 +713,7 @@ class Emulator:
         self.conversations: dict[str, Conversation] = {}
         self._server: Server | None = None
         self._numbers = itertools.count(1)
+        self.setup_frame_sent = False
         self._conv_numbers = itertools.count(1)
         seed = settings.seed if settings.seed is not None else settings.scenario.seed
         self._seed = secrets.randbits(64) if seed is None else seed

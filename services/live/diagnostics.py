@@ -109,6 +109,14 @@ LOCAL_CAUSES: dict[str, tuple[str, Action]] = {
         "endpoint and ca_file) or this device's clock is wrong",
         Action.RESUME,
     ),
+    "unanswered": (
+        "a tool call could not be answered: replaced the connection to drop it",
+        Action.RESUME,
+    ),
+    "protocol-error": (
+        "the service sent a frame this device cannot use (protocol error): reconnecting",
+        Action.RESUME,
+    ),
     "refused": (
         "the service refused the connection: check the endpoint and API version",
         Action.FATAL,

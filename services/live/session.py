@@ -1,8 +1,10 @@
 """The Live session: one object that owns the WebSocket to Gemini Live.
 
 Every realtime input goes through one send path guarded by the :class:`InputGate`. The receive
-loop handles each server message synchronously, so a ``toolCall`` shuts the gate before any
-other task can run. Closures are explained (:mod:`services.live.diagnostics`) and answered by
+loop reads raw frames, passes each through the one boundary (:mod:`services.live.inbound`: a
+malformed frame closes the connection as a protocol error, then the session resumes) and
+handles each checked message synchronously, so a ``toolCall`` shuts the gate before any other
+task can run. Closures are explained (:mod:`services.live.diagnostics`) and answered by
 the reconnect policy: resume with the newest handle, start fresh when the handle is stale, or
 stop with a clear error when retrying cannot help.
 """
@@ -20,19 +22,29 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NoReturn
 
 from google import genai
 from google.genai import errors, types
 from google.genai.live import AsyncSession
+from websockets.asyncio.connection import Connection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from services.live.diagnostics import Action, CloseContext, CloseReport, SentFrame, likely_cause
 from services.live.dispatch import ToolDispatcher
 from services.live.gate import InputGate, Signal
+from services.live.inbound import (
+    Content,
+    FrameBudget,
+    FunctionCall,
+    ProtocolError,
+    ServerMessage,
+    excerpt,
+    parse_server_frame,
+)
 from services.live.reconnect import ReconnectPolicy
 from services.live.settings import LiveSettings, build_client, build_config, tool_behaviors
-from services.live.transport import SEAM_ADVICE, check_seam, unread_frames
+from services.live.transport import SEAM_ADVICE, check_seam, connection_of, unread_frames
 from services.tools.registry import Behavior, ToolRegistry
 
 log = logging.getLogger(__name__)
@@ -40,6 +52,9 @@ log = logging.getLogger(__name__)
 REALTIME_KINDS = frozenset({"audio", "activityStart", "activityEnd", "audioStreamEnd"})
 # Closures this side chose after the service's goAway; the next connection starts at once.
 GO_AWAY_CAUSES = frozenset({"go-away", "go-away-deadline"})
+# How this side closes on a frame it cannot use: 1007 when the bytes do not even decode,
+# 1009 when too large, 1008 for a flood, 1002 (protocol error) for a frame of the wrong shape.
+_CLOSE_CODES = {"not-utf8": 1007, "not-json": 1007, "too-large": 1009, "flood": 1008}
 
 
 class ConnectionState(StrEnum):
@@ -109,6 +124,7 @@ class SessionStats:
     sent_while_shut: int = 0
     tool_calls: int = 0
     reconnects: int = 0
+    protocol_errors: Counter[str] = field(default_factory=Counter)
     closures: Counter[int | None] = field(default_factory=Counter)
 
 
@@ -166,6 +182,8 @@ class LiveSession:
         self._turn_end_at: float | None = None
         self._last_reply_at: float | None = None
         self._local_cause: str | None = None
+        self._unknown_fields: set[str] = set()
+        self._unanswered: str | None = None
         self._connected = asyncio.Event()
         self._mime = f"audio/pcm;rate={settings.input_rate}"
         self._dispatcher = ToolDispatcher(
@@ -177,6 +195,7 @@ class LiveSession:
             cap_chars=settings.response_cap_chars,
             max_bytes=settings.max_response_bytes,
             background_changed=self._background_changed,
+            unanswerable=self._unanswerable,
         )
 
     # -- the send path ---------------------------------------------------------------------
@@ -286,6 +305,10 @@ class LiveSession:
         if signal is not None:
             await self._send_signal(signal)
 
+    def _unanswerable(self, call_id: str) -> None:
+        # The watchdog replaces the connection: the service drops the call with it.
+        self._unanswered = call_id
+
     # -- the receive side ------------------------------------------------------------------
     def describe_state(self) -> str:
         """What the session is doing, in words, for logs and closure reports."""
@@ -299,46 +322,41 @@ class LiveSession:
             return "waiting for the model"
         return "idle" if self.connected else "disconnected"
 
-    def _on_message(self, message: types.LiveServerMessage) -> bool:
-        """Handle one server message without awaiting. True if a cancellation opened the gate."""
+    def _on_message(self, message: ServerMessage) -> bool:
+        """Handle one checked server message without awaiting. True if a cancellation opened
+        the gate."""
         now = self._clock()
         self._last_rx = now
-        update = message.session_resumption_update
+        for name in message.unknown:
+            if name not in self._unknown_fields and len(self._unknown_fields) < 32:
+                self._unknown_fields.add(name)
+                log.info("ignoring the server message field %r: this daemon does not use it", name)
+        update = message.resumption
         if update is not None:
             self._resumable = bool(update.resumable and update.new_handle)
             if self._resumable:
                 self._handle = update.new_handle
                 self._handle_at = now
-        if message.go_away is not None:
-            left = _seconds(message.go_away.time_left)
+        if message.go_away_s is not None:
+            left = message.go_away_s
             self._go_away_at = now + left
             log.info(
                 "service sent goAway: %.1f s left; reconnecting at the next safe point or when "
                 "the turn in flight completes",
                 left,
             )
-        if message.tool_call is not None:
-            self._on_tool_call(message.tool_call)
+        if message.tool_calls:
+            self._on_tool_call(message.tool_calls)
         opened = False
-        if message.tool_call_cancellation is not None:
-            opened = self._dispatcher.cancel(list(message.tool_call_cancellation.ids or []))
-        content = message.server_content
-        if content is not None:
+        if message.cancelled_ids is not None:
+            opened = self._dispatcher.cancel(list(message.cancelled_ids))
+        if message.content is not None:
             self._last_reply_at = now
-            self._on_content(content)
+            self._on_content(message.content)
         return opened
 
-    def _on_tool_call(self, tool_call: types.LiveServerToolCall) -> None:
-        calls = [
-            (fc.id, fc.name, fc.args or {})
-            for fc in tool_call.function_calls or []
-            if fc.id and fc.name
-        ]
-        skipped = len(tool_call.function_calls or []) - len(calls)
-        if skipped:
-            log.error("ignoring %d function call(s) without id or name", skipped)
-        if not calls:
-            return
+    def _on_tool_call(self, function_calls: tuple[FunctionCall, ...]) -> None:
+        calls = [(fc.id, fc.name, fc.args) for fc in function_calls]
         # Only blocking calls shut the gate, and they do so before anything is awaited.
         pairs = tuple((call_id, name) for call_id, name, _ in calls if self._blocking(name))
         background = tuple(
@@ -372,19 +390,17 @@ class LiveSession:
             self._background_changed()
         self._dispatcher.start(calls)
 
-    def _on_content(self, content: types.LiveServerContent) -> None:
-        if content.model_turn is not None:
-            for part in content.model_turn.parts or []:
-                if part.inline_data is not None and part.inline_data.data:
-                    self._model_speaking = True
-                    self.events.on_audio(part.inline_data.data)
+    def _on_content(self, content: Content) -> None:
+        for pcm in content.audio:
+            self._model_speaking = True
+            self.events.on_audio(pcm)
         if content.interrupted:
             self._model_speaking = False
             self.events.on_interrupted()
-        if content.input_transcription is not None and content.input_transcription.text:
-            self.events.on_transcript("user", content.input_transcription.text)
-        if content.output_transcription is not None and content.output_transcription.text:
-            self.events.on_transcript("model", content.output_transcription.text)
+        if content.input_text:
+            self.events.on_transcript("user", content.input_text)
+        if content.output_text:
+            self.events.on_transcript("model", content.output_text)
         if content.turn_complete:
             self._model_speaking = False
             self._awaiting_since = None
@@ -417,18 +433,41 @@ class LiveSession:
         return covered_from is None or self._handle_at is None or self._handle_at < covered_from
 
     async def _receive(self, session: AsyncSession) -> None:
+        # Raw frames, not the SDK's receive(): every frame passes the one boundary
+        # (services.live.inbound) before anything acts on it, and the SDK's parser, which
+        # raises on a malformed frame, never sees one.
+        ws = connection_of(session)
+        budget = FrameBudget(self.settings.max_frames_per_second)
         while True:
-            async for message in session.receive():
-                if self._on_message(message):
-                    await self._gate_opened()
-                if self._go_away_at is not None and self._safe_point():
-                    raise _LocalClose("go-away", "reconnecting at a safe point after goAway")
+            raw = await ws.recv(decode=False)
+            if not budget.admit(self._clock()):
+                self._protocol_error(
+                    ProtocolError(
+                        "flood", f"over {budget.per_second} frames in one second", len(raw), ""
+                    )
+                )
+            try:
+                message = parse_server_frame(raw, self.settings.max_frame_bytes)
+            except ProtocolError as exc:
+                self._protocol_error(exc)
+            if self._on_message(message):
+                await self._gate_opened()
+            if self._go_away_at is not None and self._safe_point():
+                raise _LocalClose("go-away", "reconnecting at a safe point after goAway")
+
+    def _protocol_error(self, exc: ProtocolError) -> NoReturn:
+        """Count a frame that failed the boundary and close the connection for it; the
+        closure's report (logged once) carries the kind, size and first bytes."""
+        self.stats.protocol_errors[exc.kind] += 1
+        raise _LocalClose("protocol-error", str(exc), _CLOSE_CODES.get(exc.kind, 1002)) from exc
 
     async def _watchdog(self) -> None:
         """Stop the connection on a silent stall or when a goAway deadline is near."""
         while True:
             await asyncio.sleep(0.1)
             now = self._clock()
+            if self._unanswered is not None:
+                raise _LocalClose("unanswered", f"tool call {self._unanswered} cannot be answered")
             if self._awaiting_since is not None:
                 quiet = now - max(self._last_rx, self._awaiting_since)
                 if quiet > self.settings.stall_timeout_s:
@@ -455,6 +494,18 @@ class LiveSession:
                     "connect-timeout",
                     f"no setupComplete within {self.settings.connect_timeout_s:g} s",
                 ) from exc
+            except ssl.SSLError:
+                raise  # a ValueError too, but no frame: _one_connection names it as TLS
+            except (ValueError, AttributeError) as exc:
+                # The SDK parses the first frame itself: JSON and pydantic raise ValueErrors,
+                # a JSON value that is not an object AttributeError. It has not given us the
+                # session, so its context closes the socket.
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                self._protocol_error(ProtocolError("bad-setup", "first frame", 0, excerpt(first)))
+            if session.setup_complete is None:
+                self._protocol_error(
+                    ProtocolError("bad-setup", "the first frame is not setupComplete", 0, "")
+                )
             self._session = session
             self._last_rx = self._clock()
             self._connected.set()
@@ -476,12 +527,16 @@ class LiveSession:
                 )
                 for task in done:
                     task.result()
-            except (_LocalClose, asyncio.CancelledError):
+            except (_LocalClose, asyncio.CancelledError) as exc:
                 # Leaving the SDK's context with an exception would close with 1011; a
-                # closure we chose is a normal one (1000).
+                # closure we chose is a normal one (1000), or says the frame was at fault.
+                code = exc.code if isinstance(exc, _LocalClose) else None
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(2):
-                        await session.close()
+                        if code is None:
+                            await session.close()
+                        else:
+                            await _close_draining(connection_of(session), code)
                 raise
             finally:
                 for task in (watchdog, receive):
@@ -501,8 +556,11 @@ class LiveSession:
         except errors.APIError as exc:
             code, reason = exc.code, str(exc.details or exc.message or "")
         except ConnectionClosed as exc:
-            code = exc.rcvd.code if exc.rcvd else 1006
-            reason = exc.rcvd.reason if exc.rcvd else ""
+            # Without a close frame from the service, the one websockets sent says why
+            # (1009 a frame over its size limit, 1011 keepalive ping timeout).
+            close = exc.rcvd or (exc.sent if exc.sent and exc.sent.code != 1000 else None)
+            code = close.code if close else 1006
+            reason = close.reason if close else ""
         except InvalidStatus as exc:
             cause, reason = "refused", f"HTTP {exc.response.status_code}"
         except ssl.SSLCertVerificationError as exc:
@@ -570,6 +628,7 @@ class LiveSession:
         self._model_speaking = False
         self._awaiting_since = None
         self._go_away_at = None
+        self._unanswered = None
         self._resumable = False
         self._handle_at = None
         self._turn_at = self._turn_end_at = None
@@ -656,11 +715,18 @@ class LiveSession:
             self.events.on_connection(ConnectionStatus(ConnectionState.STOPPED))
 
 
-def _seconds(duration: str | None) -> float:
-    """Parse a protobuf duration such as ``"50s"`` or ``"0.5s"``."""
-    if not duration:
-        return 0.0
+async def _close_draining(ws: Connection, code: int) -> None:
+    """Close with ``code`` while discarding what the service still sends: unread frames
+    would hold back its close frame (flow control) until websockets' close time-out."""
+
+    async def drain() -> None:
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await ws.recv(decode=False)
+
+    drainer = asyncio.create_task(drain(), name="live-drain")
     try:
-        return float(duration.rstrip("s"))
-    except ValueError:
-        return 0.0
+        await ws.close(code, "protocol error")
+    finally:
+        drainer.cancel()
+        await asyncio.gather(drainer, return_exceptions=True)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from services.live.inbound import MAX_FRAME_BYTES, MAX_FRAMES_PER_SECOND
 from services.live.profiles import ModelProfile, SetupRequest, plan_setup, profile_for
 from services.live.reconnect import BackoffSettings
 from services.tools.registry import Behavior, Scheduling, ToolRegistry
@@ -52,6 +53,9 @@ class LiveSettings:
     go_away_margin_s: float = 1.0
     response_cap_chars: int = 8000
     max_response_bytes: int = 64 * 1024
+    # Bounds on what the service may send: a frame over either is a protocol error.
+    max_frame_bytes: int = MAX_FRAME_BYTES
+    max_frames_per_second: int = MAX_FRAMES_PER_SECOND
     input_rate: int = 16000
     backoff: BackoffSettings = field(default_factory=BackoffSettings)
 

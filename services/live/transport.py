@@ -1,9 +1,12 @@
 """The one room allowed to reach inside the SDK and websockets.
 
-The session must know whether a server frame has already arrived but is still unread before
-it sends realtime input: a ``toolCall`` sitting in our own buffer means the service already
+The session reads the service's frames raw from the SDK's websocket, so that a malformed one
+meets this project's boundary (:mod:`services.live.inbound`) and not the SDK's parser, and it
+must know whether a server frame has already arrived but is still unread before it sends
+realtime input: a ``toolCall`` sitting in our own buffer means the service already
 considers the call pending, and one more frame would earn a 1008. Neither google-genai nor
-websockets offers that as an API, so :func:`unread_frames` reads two private attributes:
+websockets offers either as an API, so :func:`connection_of` and :func:`unread_frames` read
+two private attributes:
 
 - ``AsyncSession._ws`` (google-genai): the websockets ``ClientConnection`` of the session;
 - ``ClientConnection.recv_messages.frames`` (websockets' ``Assembler``): frames received
@@ -12,7 +15,7 @@ websockets offers that as an API, so :func:`unread_frames` reads two private att
 Either may move in an upgrade. :func:`check_seam` proves both on real objects, a websockets
 connection over a socket pair and an SDK session around it, without any network; the daemon
 runs it at start and ``check-config`` runs it too, so a broken seam is said loudly instead
-of quietly weakening the 1008 protection.
+of failing every connection or quietly weakening the 1008 protection.
 """
 
 from __future__ import annotations
@@ -37,11 +40,20 @@ class SeamBroken(Exception):
     """The private attributes :func:`unread_frames` reads are gone; ``str()`` says which."""
 
 
+def connection_of(session: AsyncSession) -> Connection:
+    """The websockets connection of ``session``, or raise SeamBroken.
+
+    The receive loop reads raw frames from it, so that the SDK's parser never meets a
+    malformed one (:mod:`services.live.inbound` checks them instead)."""
+    connection = getattr(session, "_ws", None)  # private: google-genai's AsyncSession
+    if not isinstance(connection, Connection):
+        raise SeamBroken("google-genai's AsyncSession no longer keeps its websocket in _ws")
+    return connection
+
+
 def _queue(session: AsyncSession) -> Any:
     """The websockets queue of received frames behind ``session``, or raise SeamBroken."""
-    connection = getattr(session, "_ws", None)  # private: google-genai's AsyncSession
-    if connection is None:
-        raise SeamBroken("google-genai's AsyncSession no longer keeps its websocket in _ws")
+    connection = connection_of(session)
     assembler = getattr(connection, "recv_messages", None)  # private: websockets' Connection
     frames = getattr(assembler, "frames", None)  # private: websockets' Assembler
     if frames is None or not hasattr(frames, "__len__"):

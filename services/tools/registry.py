@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+from urllib.parse import unquote
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
@@ -22,6 +23,9 @@ log = logging.getLogger(__name__)
 
 ToolHandler = Callable[[dict[str, Any]], Awaitable[Any]]
 EMPTY_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
+# Bounds on a parameters schema: a model's arguments are small, flat objects.
+MAX_SCHEMA_DEPTH = 32
+MAX_SCHEMA_NODES = 5000
 
 
 class Behavior(StrEnum):
@@ -69,6 +73,62 @@ def _error(message: str) -> ToolOutcome:
     return ToolOutcome({"error": message}, ok=False)
 
 
+def _pointer(schema: Any, ref: str) -> bool:
+    """True when the local JSON pointer ``ref`` (``#/$defs/x``) names a part of ``schema``."""
+    node = schema
+    for raw in ref[2:].split("/") if ref != "#" else ():
+        token = unquote(raw).replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and token in node:
+            node = node[token]
+        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
+            node = node[int(token)]
+        else:
+            return False
+    return True
+
+
+def schema_problem(schema: Any) -> str | None:
+    """Why ``schema`` cannot be a tool's parameters schema, or None when it can.
+
+    Checked before the first call, so that validating the model's arguments cannot raise:
+    an object schema (not ``true``/``false``), bounded in depth and size, valid for JSON
+    Schema 2020-12 (patterns included), every ``$ref`` a local pointer that resolves. The
+    callers check that it describes an object."""
+    if not isinstance(schema, dict):
+        what = str(schema).lower() if isinstance(schema, bool) else type(schema).__name__
+        return f"must be a JSON schema object, not {what}"
+    stack: list[tuple[Any, int]] = [(schema, 1)]
+    nodes = 0
+    while stack:
+        node, depth = stack.pop()
+        nodes += 1
+        if depth > MAX_SCHEMA_DEPTH:
+            return f"nested deeper than {MAX_SCHEMA_DEPTH} levels"
+        if nodes > MAX_SCHEMA_NODES:
+            return f"larger than {MAX_SCHEMA_NODES} values"
+        if isinstance(node, dict):
+            for key in ("$dynamicRef", "$recursiveRef"):
+                if key in node:
+                    return f"{key} is not supported; use a local $ref"
+            if "$id" in node and node is not schema:
+                return "$id inside the schema is not supported"
+            ref = node.get("$ref")
+            if ref is not None and (
+                not isinstance(ref, str)
+                or not (ref == "#" or ref.startswith("#/"))
+                or not _pointer(schema, ref)
+            ):
+                return f"$ref {str(ref)[:60]!r} does not resolve to a part of this schema"
+            stack.extend((value, depth + 1) for value in node.values())
+        elif isinstance(node, list):
+            stack.extend((value, depth + 1) for value in node)
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        return exc.message
+    return None
+
+
 def _describe(error: Any) -> str:
     path = "/".join(str(p) for p in error.absolute_path)
     return f"{path or 'arguments'}: {error.message}"
@@ -91,12 +151,12 @@ class ToolRegistry:
             raise ToolConfigError(f"tool {spec.name!r}: declared twice")
         if spec.timeout_s <= 0:
             raise ToolConfigError(f"tool {spec.name!r}: timeout must be positive")
-        try:
-            Draft202012Validator.check_schema(dict(spec.parameters))
-        except SchemaError as exc:
-            raise ToolConfigError(
-                f"tool {spec.name!r}: invalid parameters schema: {exc.message}"
-            ) from exc
+        parameters = spec.parameters
+        problem = schema_problem(
+            dict(parameters) if isinstance(parameters, Mapping) else parameters
+        )
+        if problem is not None:
+            raise ToolConfigError(f"tool {spec.name!r}: invalid parameters schema: {problem}")
         if spec.parameters.get("type") != "object":
             raise ToolConfigError(f"tool {spec.name!r}: parameters schema must be of type object")
         self._specs[spec.name] = spec
