@@ -24,6 +24,7 @@ from device.pins import FACTORIES
 from device.vad import StartTrigger, VadSettings
 from services.live.profiles import THINKING_LEVELS, ProfileError, check_request
 from services.live.settings import LiveSettings
+from services.live.usage import Prices
 from services.settings_reader import SettingError, Table
 from services.settings_rules import (
     FileProblem,
@@ -142,6 +143,8 @@ class Settings:
     ha_device: HaDeviceSettings | None = None
     home_assistant: HomeAssistantSettings | None = None
     tools: tuple[ToolDeclaration, ...] = ()
+    # US dollars per million tokens; None: tokens are counted, not priced.
+    prices: Prices | None = None
 
 
 _between = between
@@ -387,6 +390,23 @@ def _check_pins(path: Path, settings: Settings) -> None:
         used[pin] = key
 
 
+def _prices(data: Any) -> Prices | None:
+    """``[usage] prices``: what the model costs, per million tokens of each kind."""
+    t = Table("usage", data)
+    raw = t.optional("prices", dict)
+    t.done()
+    if raw is None:
+        return None
+    p = Table("usage.prices", raw)
+    values = {}
+    for key in ("input_text", "input_audio", "output_text", "output_audio"):
+        if key not in p.data:
+            raise p.fail(key, "is required (US dollars per million tokens)")
+        values[key] = p.number(key, 0.0, 0, 10_000)
+    p.done()
+    return Prices(**values)
+
+
 def _home_actions(
     top: Table,
 ) -> tuple[
@@ -444,6 +464,7 @@ def _parse_settings(data: Mapping[str, Any], path: Path) -> Settings:
         ha_device=ha_device,
         home_assistant=home_assistant,
         tools=tools,
+        prices=_prices(top.get("usage", dict, {})),
     )
     daemon.done()
     top.done()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import os
 import signal
@@ -61,6 +62,7 @@ from services.live.session import (
     LiveSessionFatal,
     SessionEvents,
 )
+from services.live.usage import UsageMeter
 from services.tools.actions import build_tools
 from services.tools.ha_device import HaDevice
 from services.tools.home_assistant import HomeAssistant
@@ -220,6 +222,8 @@ class Daemon(SessionEvents):
             ]
         )
         self.session = LiveSession(settings.live, self.tools, api_key, self)
+        self.usage = UsageMeter(prices=settings.prices)
+        self._usage_session: str | None = None
         self.endpointer = vad.Endpointer(settings.vad)
         self.echo = EchoGate(settings.echo, settings.vad.frame_ms)
         self._frame_ms = settings.vad.frame_ms
@@ -281,6 +285,8 @@ class Daemon(SessionEvents):
             "RECONNECTS": session.reconnects,
             "TOOL_CALLS": session.tool_calls,
             "RSS_MIB": round(_rss_bytes() / 2**20, 1),
+            "TOKENS_TODAY": self.usage.today.tokens_in + self.usage.today.tokens_out,
+            **({"COST_TODAY": round(self.usage.today.cost, 4)} if self.usage.prices else {}),
         }
 
     async def _report_health(self) -> None:
@@ -482,6 +488,30 @@ class Daemon(SessionEvents):
             extra={"TOOL_NAME": name, "TOOL_CALL_ID": call_id, "TOOL_MS": round(ms, 1)},
         )
         self._observe(Observation("tool-result", f"{name} → {payload}"))
+
+    def on_usage(self, usage: dict[str, Any]) -> None:
+        if self.session.session_id != self._usage_session:
+            self._usage_session = self.session.session_id
+            self.usage.new_session()
+        turn = self.usage.record(usage, dt.date.today())
+        today, priced = self.usage.today, self.usage.prices is not None
+        log.info(
+            "usage: this turn %d tokens in, %d out%s; this conversation %d in, %d out; "
+            "today %d in, %d out%s",
+            turn.tokens_in,
+            turn.tokens_out,
+            f", about ${turn.cost:.4f}" if priced else "",
+            self.usage.session.tokens_in,
+            self.usage.session.tokens_out,
+            today.tokens_in,
+            today.tokens_out,
+            f", about ${today.cost:.4f}" if priced else "",
+            extra={
+                "TOKENS_IN": turn.tokens_in,
+                "TOKENS_OUT": turn.tokens_out,
+                "COST_EST": round(turn.cost, 6) if priced else None,
+            },
+        )
 
     # -- tasks ------------------------------------------------------------------------------
     async def _capture(self) -> None:

@@ -98,6 +98,8 @@ class ServerMessage:
     cancelled_ids: tuple[str, ...] | None = None
     go_away_s: float | None = None
     resumption: ResumptionUpdate | None = None
+    # The turn's token counts, as sent: the usage meter reads them defensively.
+    usage: dict[str, Any] | None = None
     unknown: tuple[str, ...] = ()
 
 
@@ -188,7 +190,7 @@ def parse_server_frame(raw: bytes | str, max_bytes: int = MAX_FRAME_BYTES) -> Se
         frame.obj(setup, "setupComplete")
     usage = body.get("usageMetadata")
     if usage is not None:
-        frame.obj(usage, "usageMetadata")
+        usage = frame.obj(usage, "usageMetadata")
     return ServerMessage(
         size=size,
         setup_complete=setup is not None,
@@ -197,6 +199,7 @@ def parse_server_frame(raw: bytes | str, max_bytes: int = MAX_FRAME_BYTES) -> Se
         cancelled_ids=_cancellation(frame, body.get("toolCallCancellation")),
         go_away_s=_go_away(frame, body.get("goAway")),
         resumption=_resumption(frame, body.get("sessionResumptionUpdate")),
+        usage=usage,
         unknown=unknown,
     )
 

@@ -106,6 +106,9 @@ class SessionEvents:
     def on_tool_result(self, call_id: str, name: str, payload: dict[str, Any], ms: float) -> None:
         """A tool call was answered on the wire after ``ms`` milliseconds."""
 
+    def on_usage(self, usage: dict[str, Any]) -> None:
+        """The service's ``usageMetadata`` for a turn (camelCase keys, unchecked values)."""
+
 
 class LiveSessionFatal(Exception):
     """Retrying cannot help (bad key, invalid setup): carries the closure's report."""
@@ -331,6 +334,8 @@ class LiveSession:
             if name not in self._unknown_fields and len(self._unknown_fields) < 32:
                 self._unknown_fields.add(name)
                 log.info("ignoring the server message field %r: this daemon does not use it", name)
+        if message.usage is not None:
+            self.events.on_usage(message.usage)
         update = message.resumption
         if update is not None:
             self._resumable = bool(update.resumable and update.new_handle)
