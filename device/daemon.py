@@ -10,7 +10,6 @@ commands are carried out here.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -530,8 +529,12 @@ class Daemon(SessionEvents):
                 await asyncio.sleep(PLAYBACK_RECHECK_S)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Run until ``stop`` is set, then stop in order: LEDs off, playback flushed, session
-        closed, audio released."""
+        """Run until ``stop`` is set, then stop in order: playback flushed, every task
+        cancelled and finished (the session closed, pending calls abandoned), audio released,
+        and only then the hardware: button released, outputs and LEDs off.
+
+        The hardware goes last because a task being cancelled still drives it: abandoning a
+        pending call darkens the tool-pending LED, which must not be closed by then."""
         loop = asyncio.get_running_loop()
         if self.settings.button.pin is not None:
             self._button = TalkButton(self.settings.button, self._pin_factory, self.dispatch, loop)
@@ -549,7 +552,6 @@ class Daemon(SessionEvents):
                 await stop.wait()
                 log.info("stopping")
                 self.supervisor.stopping()
-                self.indicators.close()
                 self.sink.flush()
                 if self.ha_device is not None:
                     await self.ha_device.goodbye()
@@ -558,8 +560,9 @@ class Daemon(SessionEvents):
         finally:
             if self._button is not None:
                 self._button.close()
-            self.outputs.close()
-            with contextlib.suppress(Exception):
+            try:
+                self.outputs.close()
+            finally:
                 self.indicators.close()
             if self.home_assistant is not None:
                 await self.home_assistant.aclose()
