@@ -123,6 +123,16 @@ def _rss_bytes() -> int:
     return pages * os.sysconf("SC_PAGE_SIZE")
 
 
+def _why(exc: Exception) -> str:
+    """A loader's failure other than a :class:`ConfigError`, in a few words on one line."""
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not valid UTF-8 (byte {exc.start})"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply to read"
+    text = " ".join(str(exc).split())[:200]
+    return f"cannot be read: {type(exc).__name__}{': ' + text if text else ''}"
+
+
 def gpio_tools(outputs: Outputs, timeout_s: float) -> list[ToolSpec]:
     """``set_output`` and ``get_outputs``, with the declared names as the only choices."""
     if not outputs.devices:
@@ -284,10 +294,16 @@ class Daemon(SessionEvents):
         change there is reported, not half-applied. A config that no longer loads is refused
         and the running one kept.
         """
+        path = self.settings.path
         try:
-            new = load_settings(self.settings.path)
+            new = load_settings(path)
         except ConfigError as exc:
-            log.error("reload refused, keeping the running config: %s", exc)  # noqa: TRY400
+            log.error("reload refused: %s; the running config is kept", exc)  # noqa: TRY400
+            return []
+        except Exception as exc:  # whatever a broken file makes the loader raise
+            log.error(  # noqa: TRY400 - a bad file is no bug: one line, no traceback
+                "reload refused: %s: %s; the running config is kept", path, _why(exc)
+            )
             return []
         old = self.settings
         live = {"vad", "echo", "health_interval_s"}
