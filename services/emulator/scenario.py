@@ -42,6 +42,9 @@ class Fault:
     code: int = 1011
     reason: str | None = None
     time_left_ms: int = 500
+    # The goAway's timeLeft as sent, verbatim, instead of time_left_ms rendered: for probing
+    # clients with durations the protocol does not allow ("-5s", "soon").
+    time_left: str | None = None
     stall_s: float = 60.0
 
 
@@ -109,7 +112,9 @@ def _check_keys(data: dict[str, Any], allowed: set[str], where: str) -> None:
 def _fault(data: Any, where: str) -> Fault:
     _expect(data, dict, where)
     _check_keys(
-        data, {"kind", "at", "after_ms", "code", "reason", "time_left_ms", "stall_s"}, where
+        data,
+        {"kind", "at", "after_ms", "code", "reason", "time_left_ms", "time_left", "stall_s"},
+        where,
     )
     kind = data.get("kind")
     if kind not in _FAULT_KINDS:
@@ -120,6 +125,9 @@ def _fault(data: Any, where: str) -> Fault:
     reason = data.get("reason")
     if reason is not None:
         _expect(reason, str, f"{where}.reason")
+    time_left = data.get("time_left")
+    if time_left is not None:
+        _expect(time_left, str, f"{where}.time_left")
     return Fault(
         kind=cast(FaultKind, kind),
         at=cast(FaultMoment, at),
@@ -127,6 +135,7 @@ def _fault(data: Any, where: str) -> Fault:
         code=_expect(data.get("code", 1011), int, f"{where}.code"),
         reason=reason,
         time_left_ms=_expect(data.get("time_left_ms", 500), int, f"{where}.time_left_ms"),
+        time_left=time_left,
         stall_s=float(_expect(data.get("stall_s", 60.0), (int, float), f"{where}.stall_s")),
     )
 

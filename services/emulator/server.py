@@ -533,7 +533,7 @@ class LiveConnection:
                 await self.close(fault.code, reason, "scenario fault")
                 raise _Closed
             if fault.kind == "go_away":
-                await self.send(frames.go_away(fault.time_left_ms / 1000))
+                await self.send(frames.go_away(fault.time_left_ms / 1000, fault.time_left))
                 self._spawn(self._deadline(fault.time_left_ms))
             elif fault.kind == "stall":
                 await self._sleep(fault.stall_s * 1000)

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import re
 import ssl
 import time
 import uuid
@@ -535,9 +536,9 @@ class LiveSession:
                     self._handle = None
                     self.session_id = uuid.uuid4().hex[:12]
                     log.warning("starting a fresh session: the conversation context is lost")
+                # Every reconnect, a goAway's rotation too, waits for the policy: a service
+                # that sends goAway on every connection must not be met with a connect storm.
                 delay = self.policy.next_delay(report.action)
-                if report.context.local_cause == "go-away":
-                    delay = 0.0
                 if delay is None:
                     self.events.on_connection(
                         ConnectionStatus(ConnectionState.ERROR, report.cause, report=report)
@@ -572,11 +573,21 @@ def _unread_frames(session: AsyncSession) -> bool:
         return False
 
 
+# A protobuf JSON duration that can be a time left: seconds, up to nine decimals, and "s".
+_DURATION = re.compile(r"(\d{1,12})(\.\d{1,9})?s")
+# The time left assumed when a goAway's is missing or malformed: short enough that the
+# connection is rotated well before a real deadline, long enough to wait for a safe point.
+GO_AWAY_DEFAULT_S = 5.0
+
+
 def _seconds(duration: str | None) -> float:
-    """Parse a protobuf duration such as ``"50s"`` or ``"0.5s"``."""
-    if not duration:
-        return 0.0
-    try:
-        return float(duration.rstrip("s"))
-    except ValueError:
-        return 0.0
+    """The seconds of a goAway's ``timeLeft`` (``"50s"``, ``"0.5s"``), parsed strictly: a
+    missing, negative or malformed one is :data:`GO_AWAY_DEFAULT_S`, with a warning."""
+    match = _DURATION.fullmatch(duration or "")
+    if match is None:
+        shown = repr(duration[:40]) if duration else "none"
+        log.warning(
+            "goAway with a malformed timeLeft (%s): assuming %.0f s", shown, GO_AWAY_DEFAULT_S
+        )
+        return GO_AWAY_DEFAULT_S
+    return float(match.group(1) + (match.group(2) or ""))
