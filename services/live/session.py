@@ -27,6 +27,7 @@ from google import genai
 from google.genai import errors, types
 from google.genai.live import AsyncSession
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.frames import Close
 
 from services.live.diagnostics import Action, CloseContext, CloseReport, SentFrame, likely_cause
 from services.live.dispatch import ToolDispatcher
@@ -435,9 +436,13 @@ class LiveSession:
             cause, reason, code = exc.cause, exc.reason, exc.code
         except errors.APIError as exc:
             code, reason = exc.code, str(exc.details or exc.message or "")
+            if (ours := _closed_by_us(exc)) is not None:
+                cause, code, reason = "client-close", ours.code, ours.reason
         except ConnectionClosed as exc:
             code = exc.rcvd.code if exc.rcvd else 1006
             reason = exc.rcvd.reason if exc.rcvd else ""
+            if (ours := _closed_by_us(exc)) is not None:
+                cause, code, reason = "client-close", ours.code, ours.reason
         except InvalidStatus as exc:
             cause, reason = "refused", f"HTTP {exc.response.status_code}"
         except (OSError, InvalidHandshake, ssl.SSLError) as exc:
@@ -557,6 +562,20 @@ class LiveSession:
                 await asyncio.sleep(delay)
         finally:
             self.events.on_connection(ConnectionStatus(ConnectionState.STOPPED))
+
+
+def _closed_by_us(exc: BaseException) -> Close | None:
+    """The close frame this side sent first (a frame over the size limit, a protocol error,
+    a keepalive time-out), found in ``exc``'s chain: the SDK turns a closure without the
+    service's close frame into a 1006 APIError, hiding which side closed and why."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # the chain is short; bounded anyway
+        if seen is None:
+            return None
+        if isinstance(seen, ConnectionClosed):
+            return seen.sent if seen.sent is not None and seen.rcvd_then_sent is not True else None
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _unread_frames(session: AsyncSession) -> bool:
