@@ -28,6 +28,7 @@ from services.tools.mqtt import MqttSettings
 from services.tools.registry import ToolConfigError
 from services.tools.templates import (
     TemplateError,
+    check_text_payload,
     check_topic_template,
     placeholders,
     structure_placeholders,
@@ -419,6 +420,8 @@ def _mqtt_publish(t: _Reader, properties: set[str], timeout_s: float) -> MqttPub
     payload = t.get("payload", (str, dict), "")
     try:
         _check_names(t, "payload", structure_placeholders(payload), properties)
+        if isinstance(payload, str):
+            check_text_payload(payload)
     except TemplateError as exc:
         raise t.fail("payload", str(exc)) from exc
     state_topic = _topic(t, "state_topic", properties) if "state_topic" in t.data else None

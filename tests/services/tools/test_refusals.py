@@ -30,7 +30,7 @@ async def test_refusals_are_one_line_and_bugs_keep_their_traceback(
         mqtt=connection,
         extra=(ToolSpec("buggy", "a tool with a bug", broken),),
     )
-    refusals = [
+    refusals: list[tuple[dict[str, Any], str | None]] = [
         # An injection attempt: the argument would leave its topic level.
         ({"room": "kitchen/../../door\nlock", "on": True}, "may not contain '/'"),
         # A schema violation.
