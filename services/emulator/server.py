@@ -51,7 +51,7 @@ class EmulatorSettings:
     cert_out: Path
     host: str = "127.0.0.1"
     port: int = 0
-    api_key: str = "emulator-key"
+    api_key: str = field(default="emulator-key", repr=False)
     trace_path: Path | None = None
     pace: float = 1.0
     grace_ms: int | None = None
