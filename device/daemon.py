@@ -49,6 +49,7 @@ from device.events import (
     TurnComplete,
 )
 from device.gpio import Indicators, Outputs, TalkButton
+from device.instance import EX_UNAVAILABLE, AlreadyRunning, InstanceLock
 from device.notify import SystemdSupervisor, Watchdog, watchdog_period
 from device.playback import AlsaAudioSink
 from device.state import DeviceStateMachine
@@ -646,6 +647,23 @@ def run_daemon(config: Path) -> int:
         )
         print(f"pi-live-voice: {exc}", file=sys.stderr)
         return EX_CONFIG
+    lock = InstanceLock(config)
+    try:
+        lock.acquire()
+    except AlreadyRunning as exc:
+        log.error("%s", exc)  # noqa: TRY400 - the message is the whole story
+        print(f"pi-live-voice: {exc}", file=sys.stderr)
+        return EX_UNAVAILABLE
+    except OSError as exc:
+        # No lock is no reason to leave the device dead: run, unguarded, and say so.
+        log.warning("cannot take the single-instance lock %s: %s", lock.path, exc.strerror)
+    try:
+        return _serve_hardware(settings, api_key)
+    finally:
+        lock.release()
+
+
+def _serve_hardware(settings: Settings, api_key: str) -> int:
     supervisor = SystemdSupervisor()
     daemon = Daemon(
         settings,
