@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.conftest import EmulatorFactory
@@ -26,7 +27,7 @@ async def wait_for_output(daemon: Running, text: str, count: int = 1, within: fl
 async def test_an_unloadable_config_is_refused_in_one_line_and_the_daemon_runs_on(
     emulator_factory: EmulatorFactory, tmp_path: Path
 ) -> None:
-    breakages = {
+    breakages: dict[str, Callable[[Path], object]] = {
         "binary": lambda path: path.write_bytes(bytes(range(256)) * 4),
         "nested past the recursion limit": lambda path: path.write_text(
             "x = " + "[" * 5000 + "]" * 5000
