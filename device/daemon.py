@@ -50,7 +50,7 @@ from device.events import (
 )
 from device.gpio import Indicators, Outputs, TalkButton
 from device.instance import EX_UNAVAILABLE, AlreadyRunning, InstanceLock
-from device.notify import SystemdSupervisor, Watchdog, watchdog_period
+from device.notify import SystemdSupervisor, Watchdog, capture_progress, watchdog_period
 from device.playback import AlsaAudioSink
 from device.state import DeviceStateMachine
 from services.live.session import (
@@ -254,9 +254,8 @@ class Daemon(SessionEvents):
 
     # -- health ------------------------------------------------------------------------------
     def capture_progress(self) -> int | None:
-        """Frames captured so far; None while no microphone is open (it is being retried)."""
-        stats = self.source.stats
-        return stats.frames_in if stats.device_open else None
+        """What the watchdog judges capture by (:func:`~device.notify.capture_progress`)."""
+        return capture_progress(self.source.stats)
 
     def health(self) -> dict[str, int | float]:
         """The counters of the periodic health line (and the benchmarks)."""
