@@ -48,17 +48,27 @@ SLACK_S = 120.0
 
 @dataclass(frozen=True)
 class SoakResult:
-    """RSS over the soak, and where the traced memory grew after the warm-up."""
+    """RSS over the soak, and where the traced memory grew after the warm-up.
+
+    ``rss_*`` is the process's RSS (tracemalloc's own tables included); ``untraced_*`` is RSS
+    less those tables, near what the daemon holds without tracemalloc; ``traced_*`` is the
+    live Python heap tracemalloc sees. Each at the first checkpoint, after the warm-up, and at
+    the end."""
 
     minutes: float
     warmup_min: float
+    turn_every_s: float
     turns: int
     reconnects: int
     rss_start_mib: float
     rss_warm_mib: float
     rss_end_mib: float
     rss_growth_after_warmup_mib: float
-    rss_untraced_growth_after_warmup_mib: float
+    untraced_warm_mib: float
+    untraced_end_mib: float
+    untraced_growth_after_warmup_mib: float
+    traced_warm_mib: float
+    traced_end_mib: float
     traced_growth_after_warmup_mib: float
     checkpoints: list[dict[str, Any]]
     top_growth: list[dict[str, Any]]
@@ -209,15 +219,20 @@ async def measure(
     return SoakResult(
         minutes=minutes,
         warmup_min=warmup_min,
+        turn_every_s=turn_every_s,
         turns=done,
         reconnects=max(0, setups - 1),
         rss_start_mib=points[0]["rss_mib"],
         rss_warm_mib=warm["rss_mib"],
         rss_end_mib=end["rss_mib"],
         rss_growth_after_warmup_mib=round(end["rss_mib"] - warm["rss_mib"], 2),
-        rss_untraced_growth_after_warmup_mib=round(
+        untraced_warm_mib=warm["rss_untraced_mib"],
+        untraced_end_mib=end["rss_untraced_mib"],
+        untraced_growth_after_warmup_mib=round(
             end["rss_untraced_mib"] - warm["rss_untraced_mib"], 2
         ),
+        traced_warm_mib=warm["traced_mib"],
+        traced_end_mib=end["traced_mib"],
         traced_growth_after_warmup_mib=round(end["traced_mib"] - warm["traced_mib"], 2),
         checkpoints=points,
         top_growth=top_growth(out / "warm.snap", out / "end.snap"),
@@ -231,12 +246,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=60.0)
     parser.add_argument("--warmup-min", type=float, default=10.0)
     parser.add_argument("--every-s", type=float, default=60.0)
+    parser.add_argument("--turn-every-s", type=float, default=50.0)
     parser.add_argument("--out", type=Path, help="also write the result here (JSON)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     with tempfile.TemporaryDirectory(prefix="plv-soak-") as tmp:
         result = asyncio.run(
-            measure(Path(tmp), args.minutes, warmup_min=args.warmup_min, every_s=args.every_s)
+            measure(
+                Path(tmp),
+                args.minutes,
+                warmup_min=args.warmup_min,
+                every_s=args.every_s,
+                turn_every_s=args.turn_every_s,
+            )
         )
     text = json.dumps(asdict(result), indent=2)
     if args.out is not None:

@@ -97,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     config, out = Path(args[0]), Path(args[1])
     minutes, warmup_min, every_s = float(args[2]), float(args[3]), float(args[4])
     tracemalloc.start(TRACE_FRAMES)
+    # Imported (and traced) before the clock starts: under tracemalloc the import is slow.
+    import device.daemon  # noqa: F401
     from device.cli import main as cli_main
 
     threading.Thread(
