@@ -1,6 +1,7 @@
-"""The soak's daemon, traced: ``python -m bench.soak_child CONFIG OUT MINUTES WARMUP_MIN EVERY_S``.
+"""The soak's daemon: ``python -m bench.soak_child CONFIG OUT MINUTES WARMUP_MIN EVERY_S FRAMES``.
 
-``tracemalloc`` starts before the daemon is imported; then ``pi-live-voice run --config
+``tracemalloc`` starts (keeping ``FRAMES`` frames; 0 leaves it off, to see RSS untouched by
+its tables) before the daemon is imported; then ``pi-live-voice run --config
 CONFIG`` runs exactly as installed, on this thread. A thread of its own writes one checkpoint
 line to ``OUT/checkpoints.jsonl`` every ``EVERY_S`` seconds (RSS, traced memory and
 tracemalloc's own overhead), dumps ``warm.snap`` once ``WARMUP_MIN`` minutes have passed and
@@ -23,8 +24,6 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-TRACE_FRAMES = 8
-
 
 def _rss_mib() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -46,6 +45,11 @@ def _clear_mock_history() -> int:
         dropped += len(pin.states) - 1
         pin.clear_states()
     return dropped
+
+
+def _dump(path: Path) -> None:
+    if tracemalloc.is_tracing():
+        tracemalloc.take_snapshot().dump(str(path))
 
 
 def _checkpoint(started: float, mock_dropped: int) -> dict[str, Any]:
@@ -79,13 +83,13 @@ def _watch(out: Path, minutes: float, warmup_min: float, every_s: float) -> None
             dropped = _clear_mock_history()
             if not warm_dumped and elapsed_min >= warmup_min:
                 # The dump comes first, so whatever it leaves resident is in the baseline.
-                tracemalloc.take_snapshot().dump(str(out / "warm.snap"))
+                _dump(out / "warm.snap")
                 warm_dumped = True
                 write({**_checkpoint(started, dropped), "warm": True})
                 continue
             if elapsed_min >= minutes:
                 write({**_checkpoint(started, dropped), "end": True})
-                tracemalloc.take_snapshot().dump(str(out / "end.snap"))
+                _dump(out / "end.snap")
                 write({"done": True})
                 return
             write(_checkpoint(started, dropped))
@@ -96,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     config, out = Path(args[0]), Path(args[1])
     minutes, warmup_min, every_s = float(args[2]), float(args[3]), float(args[4])
-    tracemalloc.start(TRACE_FRAMES)
+    frames = int(args[5])
+    if frames > 0:
+        tracemalloc.start(frames)
     # Imported (and traced) before the clock starts: under tracemalloc the import is slow.
     import device.daemon  # noqa: F401
     from device.cli import main as cli_main
