@@ -87,10 +87,10 @@ SIZES = {
         scaling_min=(0.5, 1.0),
         import_runs=1,
         component_s=3.0,
-        soak_min=0.75,
-        soak_warmup_min=0.25,
+        soak_min=0.5,
+        soak_warmup_min=0.2,
         soak_every_s=5.0,
-        soak_turn_every_s=12.0,
+        soak_turn_every_s=10.0,
     ),
     "full": Size(
         race_runs=1000,

@@ -193,6 +193,15 @@ async def measure(
             try:
                 deadline = time.monotonic() + minutes * 60 + SLACK_S
                 checkpoints = out / "checkpoints.jsonl"
+                # The first request waits for the daemon's first session: said earlier, it
+                # would reach nobody.
+                await until(
+                    lambda: (
+                        bool(em.trace.select("in", kind="setup")) or process.returncode is not None
+                    ),
+                    every=0.2,
+                    within=SLACK_S,
+                )
                 while time.monotonic() < deadline and process.returncode is None:
                     mic.say(utterance)
                     with contextlib.suppress(TimeoutError):
