@@ -51,8 +51,9 @@ from device.events import (
     TurnComplete,
 )
 from device.gpio import Indicators, Outputs, TalkButton
+from device.instance import EX_UNAVAILABLE, AlreadyRunning, InstanceLock
 from device.journal import protect
-from device.notify import SystemdSupervisor, Watchdog, watchdog_period
+from device.notify import SystemdSupervisor, Watchdog, capture_progress, watchdog_period
 from device.playback import AlsaAudioSink
 from device.state import DeviceStateMachine
 from services.live.session import (
@@ -123,6 +124,13 @@ def _rss_bytes() -> int:
     except (OSError, IndexError, ValueError):
         return 0
     return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def _why(exc: Exception) -> str:
+    """A loader's failure other than a :class:`ConfigError` (the loader turns every fault
+    of a file it knows into one), in a few words on one line."""
+    text = " ".join(str(exc).split())[:200]
+    return f"cannot be read: {type(exc).__name__}{': ' + text if text else ''}"
 
 
 def gpio_tools(
@@ -267,9 +275,8 @@ class Daemon(SessionEvents):
 
     # -- health ------------------------------------------------------------------------------
     def capture_progress(self) -> int | None:
-        """Frames captured so far; None while no microphone is open (it is being retried)."""
-        stats = self.source.stats
-        return stats.frames_in if stats.device_open else None
+        """What the watchdog judges capture by (:func:`~device.notify.capture_progress`)."""
+        return capture_progress(self.source.stats)
 
     def health(self) -> dict[str, int | float]:
         """The counters of the periodic health line (and the benchmarks)."""
@@ -316,10 +323,16 @@ class Daemon(SessionEvents):
         change there is reported, not half-applied. A config that no longer loads is refused
         and the running one kept.
         """
+        path = self.settings.path
         try:
-            new = load_settings(self.settings.path)
+            new = load_settings(path)
         except ConfigError as exc:
-            log.error("reload refused, keeping the running config: %s", exc)  # noqa: TRY400
+            log.error("reload refused: %s; the running config is kept", exc)  # noqa: TRY400
+            return []
+        except Exception as exc:  # whatever a broken file makes the loader raise
+            log.error(  # noqa: TRY400 - a bad file is no bug: one line, no traceback
+                "reload refused: %s: %s; the running config is kept", path, _why(exc)
+            )
             return []
         old = self.settings
         live = {"vad", "echo", "health_interval_s"}
@@ -597,8 +610,12 @@ class Daemon(SessionEvents):
                 await asyncio.sleep(PLAYBACK_RECHECK_S)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Run until ``stop`` is set, then stop in order: LEDs off, playback flushed, session
-        closed, audio released."""
+        """Run until ``stop`` is set, then stop in order: playback flushed, every task
+        cancelled and finished (the session closed, pending calls abandoned), audio released,
+        and only then the hardware: button released, outputs and LEDs off.
+
+        The hardware goes last because a task being cancelled still drives it: abandoning a
+        pending call darkens the tool-pending LED, which must not be closed by then."""
         loop = asyncio.get_running_loop()
         if self.settings.button.pin is not None:
             self._button = TalkButton(self.settings.button, self._pin_factory, self.dispatch, loop)
@@ -616,7 +633,6 @@ class Daemon(SessionEvents):
                 await stop.wait()
                 log.info("stopping")
                 self.supervisor.stopping()
-                self.indicators.close()
                 self.sink.flush()
                 if self.ha_device is not None:
                     await self.ha_device.goodbye()
@@ -625,8 +641,9 @@ class Daemon(SessionEvents):
         finally:
             if self._button is not None:
                 self._button.close()
-            self.outputs.close()
-            with contextlib.suppress(Exception):
+            try:
+                self.outputs.close()
+            finally:
                 self.indicators.close()
             if self.home_assistant is not None:
                 await self.home_assistant.aclose()
@@ -720,14 +737,36 @@ def _refuse_to_start(problem: ConfigError | pins.PinDriverError, config: Path) -
 
 
 def run_daemon(config: Path) -> int:
-    """``pi-live-voice run``: load the config, build the real hardware, serve."""
+    """``pi-live-voice run``: load the config, take the single-instance lock, build the real
+    hardware, serve."""
     try:
         settings = load_settings(config)
         protect(credentials(settings))
         api_key = require_api_key(config)
-        pin_factory = open_pins(settings)
-    except (ConfigError, pins.PinDriverError) as exc:
+    except ConfigError as exc:
         return _refuse_to_start(exc, config)
+    lock = InstanceLock(config)
+    try:
+        lock.acquire()
+    except AlreadyRunning as exc:
+        log.error("%s", exc)  # noqa: TRY400 - the message is the whole story
+        print(f"pi-live-voice: {exc}", file=sys.stderr)
+        return EX_UNAVAILABLE
+    except OSError as exc:
+        # No lock is no reason to leave the device dead: run, unguarded, and say so.
+        log.warning("cannot take the single-instance lock %s: %s", lock.path, exc.strerror)
+    try:
+        return _serve_hardware(settings, api_key)
+    finally:
+        lock.release()
+
+
+def _serve_hardware(settings: Settings, api_key: str) -> int:
+    """Open the pins (after the lock: a second daemon must not claim them), then serve."""
+    try:
+        pin_factory = open_pins(settings)
+    except pins.PinDriverError as exc:
+        return _refuse_to_start(exc, settings.path)
     try:
         supervisor = SystemdSupervisor()
         daemon = Daemon(

@@ -178,9 +178,10 @@ def usage_metadata(prompt: dict[str, int], response: dict[str, int]) -> dict[str
     }
 
 
-def go_away(time_left_s: float) -> dict[str, Any]:
-    """Warn that the server will end the connection in ``time_left_s`` seconds."""
-    return {"goAway": {"timeLeft": f"{time_left_s:g}s"}}
+def go_away(time_left_s: float, verbatim: str | None = None) -> dict[str, Any]:
+    """Warn that the server will end the connection in ``time_left_s`` seconds (or send
+    ``verbatim`` as the time left, well-formed or not)."""
+    return {"goAway": {"timeLeft": f"{time_left_s:g}s" if verbatim is None else verbatim}}
 
 
 def resumption_update(handle: str | None, resumable: bool) -> dict[str, Any]:

@@ -44,6 +44,9 @@ class Fault:
     code: int = 1011
     reason: str | None = None
     time_left_ms: int = 500
+    # The goAway's timeLeft as sent, verbatim, instead of time_left_ms rendered: for probing
+    # clients with durations the protocol does not allow ("-5s", "soon").
+    time_left: str | None = None
     stall_s: float = 60.0
     # hostile: a malformed frame of services.emulator.hostile by name, or a literal text frame.
     frame: str | None = None
@@ -131,6 +134,7 @@ def _fault(data: Any, where: str) -> Fault:
             "code",
             "reason",
             "time_left_ms",
+            "time_left",
             "stall_s",
             "frame",
             "text",
@@ -159,6 +163,9 @@ def _fault(data: Any, where: str) -> Fault:
     count = data.get("count")
     if count is not None and not 1 <= _expect(count, int, f"{where}.count") <= 100_000:
         raise ScenarioError(f"{where}.count: between 1 and 100000, got {count!r}")
+    time_left = data.get("time_left")
+    if time_left is not None:
+        _expect(time_left, str, f"{where}.time_left")
     return Fault(
         kind=cast(FaultKind, kind),
         at=cast(FaultMoment, at),
@@ -166,6 +173,7 @@ def _fault(data: Any, where: str) -> Fault:
         code=_expect(data.get("code", 1011), int, f"{where}.code"),
         reason=reason,
         time_left_ms=_expect(data.get("time_left_ms", 500), int, f"{where}.time_left_ms"),
+        time_left=time_left,
         stall_s=float(_expect(data.get("stall_s", 60.0), (int, float), f"{where}.stall_s")),
         frame=frame,
         text=text,

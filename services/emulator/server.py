@@ -58,7 +58,7 @@ class EmulatorSettings:
     cert_out: Path
     host: str = "127.0.0.1"
     port: int = 0
-    api_key: str = "emulator-key"
+    api_key: str = field(default="emulator-key", repr=False)
     trace_path: Path | None = None
     pace: float = 1.0
     grace_ms: int | None = None
@@ -678,7 +678,7 @@ class LiveConnection:
                 await self.close(fault.code, reason, "scenario fault")
                 raise _Closed
             if fault.kind == "go_away":
-                await self.send(frames.go_away(fault.time_left_ms / 1000))
+                await self.send(frames.go_away(fault.time_left_ms / 1000, fault.time_left))
                 self._spawn(self._deadline(fault.time_left_ms))
             elif fault.kind == "stall":
                 await self._sleep(fault.stall_s * 1000)

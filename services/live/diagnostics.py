@@ -122,6 +122,15 @@ LOCAL_CAUSES: dict[str, tuple[str, Action]] = {
         Action.FATAL,
     ),
 }
+# Closures this device's WebSocket decided (it sent the close frame first), by code: without
+# this the SDK reports them as 1006, "network down".
+CLIENT_CLOSES: dict[int, str] = {
+    1009: "a message from the service exceeded this device's frame size limit",
+    1002: "the service broke the WebSocket protocol",
+    1007: "the service sent a text frame that is not valid UTF-8",
+    1011: "this device's WebSocket failed internally",
+}
+KEEPALIVE = "keepalive pings went unanswered: network dropped or the event loop was blocked"
 GATING_BUG = "realtime input sent during a pending tool call: client gating bug"
 ID_MISMATCH = (
     "tool response with an id or name the service does not know "
@@ -193,10 +202,7 @@ def _internal(reason: str, ctx: CloseContext) -> tuple[str, Action]:
             Action.RESUME
         )
     if "keepalive" in reason:
-        return (
-            "keepalive pings went unanswered: network dropped or the event loop was blocked",
-            Action.RESUME,
-        )
+        return KEEPALIVE, Action.RESUME
     if _last_was_tool_response(ctx):
         return INTERNAL_AFTER_RESPONSE.format(size=ctx.last_tool_response_size), Action.RESUME
     if ctx.pending:
@@ -204,10 +210,19 @@ def _internal(reason: str, ctx: CloseContext) -> tuple[str, Action]:
     return "transient internal error on the service: reconnecting", Action.RESUME
 
 
+def _client_close(code: int | None, reason: str) -> str:
+    if "keepalive" in reason:
+        return KEEPALIVE
+    what = CLIENT_CLOSES.get(code or 0, "this device's WebSocket ended the connection")
+    return f"{what}: closed by this device ({code} {reason or 'no reason'}), reconnecting"
+
+
 def likely_cause(code: int | None, reason: str, ctx: CloseContext) -> tuple[str, Action]:
     """The plain-language cause of a closure and what to do about it."""
     if ctx.local_cause in LOCAL_CAUSES:
         return LOCAL_CAUSES[ctx.local_cause]
+    if ctx.local_cause == "client-close":
+        return _client_close(code, reason), Action.RESUME
     if code == 1008:
         return _policy_violation(reason, ctx)
     if code == 1007:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import re
 from collections import deque
 from collections.abc import Mapping
@@ -39,7 +40,11 @@ KNOWN_FIELDS = frozenset(
         "usageMetadata",
     }
 )
+log = logging.getLogger(__name__)
 _DURATION = re.compile(r"(\d{1,9})(\.\d{1,9})?s")
+# The time left assumed when a goAway's is missing or malformed: short enough that the
+# connection is rotated well before a real deadline, long enough to wait for a safe point.
+GO_AWAY_DEFAULT_S = 5.0
 # Values never echoed in an excerpt: audio payloads and resumption handles.
 _MASKED = re.compile(r'("(?:data|newHandle|handle)"\s*:\s*")[^"]*("?)')
 
@@ -296,11 +301,14 @@ def _go_away(frame: _Frame, value: Any) -> float | None:
         return None
     where = "goAway"
     left = frame.optional(frame.obj(value, where), "timeLeft", str, where)
-    if left is None:
-        return 0.0
-    match = _DURATION.fullmatch(left)
-    if match is None:
-        raise frame.fail("wrong-type", f"{where}.timeLeft must be a duration such as '50s'")
+    if left is None or _DURATION.fullmatch(left) is None:
+        # Advice, not a command: a missing or malformed time left ("-5s", "soon") is taken
+        # as a default, so that it neither rotates at once nor waits for ever.
+        shown = repr(left[:40]) if left else "none"
+        log.warning(
+            "goAway with a malformed timeLeft (%s): assuming %.0f s", shown, GO_AWAY_DEFAULT_S
+        )
+        return GO_AWAY_DEFAULT_S
     return float(left[:-1])
 
 

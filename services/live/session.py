@@ -29,6 +29,7 @@ from google.genai import errors, types
 from google.genai.live import AsyncSession
 from websockets.asyncio.connection import Connection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.frames import Close
 
 from services.live.diagnostics import Action, CloseContext, CloseReport, SentFrame, likely_cause
 from services.live.dispatch import ToolDispatcher
@@ -50,7 +51,7 @@ from services.tools.registry import Behavior, ToolRegistry
 log = logging.getLogger(__name__)
 
 REALTIME_KINDS = frozenset({"audio", "activityStart", "activityEnd", "audioStreamEnd"})
-# Closures this side chose after the service's goAway; the next connection starts at once.
+# Closures this side chose after the service's goAway: expected, so logged at INFO.
 GO_AWAY_CAUSES = frozenset({"go-away", "go-away-deadline"})
 # How this side closes on a frame it cannot use: 1007 when the bytes do not even decode,
 # 1009 when too large, 1008 for a flood, 1002 (protocol error) for a frame of the wrong shape.
@@ -560,12 +561,13 @@ class LiveSession:
             cause, reason, code = exc.cause, exc.reason, exc.code
         except errors.APIError as exc:
             code, reason = exc.code, str(exc.details or exc.message or "")
+            if (ours := _closed_by_us(exc)) is not None:
+                cause, code, reason = "client-close", ours.code, ours.reason
         except ConnectionClosed as exc:
-            # Without a close frame from the service, the one websockets sent says why
-            # (1009 a frame over its size limit, 1011 keepalive ping timeout).
-            close = exc.rcvd or (exc.sent if exc.sent and exc.sent.code != 1000 else None)
-            code = close.code if close else 1006
-            reason = close.reason if close else ""
+            code = exc.rcvd.code if exc.rcvd else 1006
+            reason = exc.rcvd.reason if exc.rcvd else ""
+            if (ours := _closed_by_us(exc)) is not None:
+                cause, code, reason = "client-close", ours.code, ours.reason
         except InvalidStatus as exc:
             cause, reason = "refused", f"HTTP {exc.response.status_code}"
         except ssl.SSLCertVerificationError as exc:
@@ -697,9 +699,9 @@ class LiveSession:
                     self._handle = None
                     self.session_id = uuid.uuid4().hex[:12]
                     log.warning("starting a fresh session: the conversation context is lost")
+                # Every reconnect, a goAway's rotation too, waits for the policy: a service
+                # that sends goAway on every connection must not be met with a connect storm.
                 delay = self.policy.next_delay(report.action)
-                if report.context.local_cause in GO_AWAY_CAUSES:
-                    delay = 0.0
                 if delay is None:
                     self.events.on_connection(
                         ConnectionStatus(ConnectionState.ERROR, report.cause, report=report)
@@ -718,6 +720,20 @@ class LiveSession:
                 await asyncio.sleep(delay)
         finally:
             self.events.on_connection(ConnectionStatus(ConnectionState.STOPPED))
+
+
+def _closed_by_us(exc: BaseException) -> Close | None:
+    """The close frame this side sent first (a frame over the size limit, a protocol error,
+    a keepalive time-out), found in ``exc``'s chain: the SDK turns a closure without the
+    service's close frame into a 1006 APIError, hiding which side closed and why."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # the chain is short; bounded anyway
+        if seen is None:
+            return None
+        if isinstance(seen, ConnectionClosed):
+            return seen.sent if seen.sent is not None and seen.rcvd_then_sent is not True else None
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 async def _close_draining(ws: Connection, code: int) -> None:

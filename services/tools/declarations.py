@@ -36,6 +36,7 @@ from services.tools.mqtt import MqttSettings
 from services.tools.registry import Behavior, Scheduling, schema_problem
 from services.tools.templates import (
     TemplateError,
+    check_text_payload,
     check_topic_template,
     placeholders,
     structure_placeholders,
@@ -391,6 +392,8 @@ def _mqtt_publish(t: Table, properties: set[str], timeout_s: float) -> MqttPubli
     )
     try:
         _check_names(t, "payload", structure_placeholders(payload), properties)
+        if isinstance(payload, str):
+            check_text_payload(payload)
     except TemplateError as exc:
         raise t.fail("payload", str(exc)) from exc
     state_topic = _topic(t, "state_topic", properties) if "state_topic" in t.data else None

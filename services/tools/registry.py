@@ -9,6 +9,7 @@ unknown tool, arguments that break the schema, an exception or a time-out all be
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -41,6 +42,16 @@ class Scheduling(StrEnum):
     SILENT = "silent"
     WHEN_IDLE = "when_idle"
     INTERRUPT = "interrupt"
+
+
+# How much of a refused call's arguments its warning quotes.
+ARGS_EXCERPT_CHARS = 160
+
+
+class ToolRefused(Exception):
+    """A call a tool will not or cannot carry out (an argument that would escape its topic, a
+    rate limit, an unreachable broker), for the reason its message gives. Expected, so it is
+    logged as one warning line, without a traceback."""
 
 
 class ToolConfigError(ValueError):
@@ -129,6 +140,20 @@ def schema_problem(schema: Any) -> str | None:
     return None
 
 
+def _excerpt(args: Any) -> str:
+    """The arguments as escaped one-line JSON, cut to :data:`ARGS_EXCERPT_CHARS`."""
+    text = json.dumps(args, ensure_ascii=True, default=repr)
+    if len(text) <= ARGS_EXCERPT_CHARS:
+        return text
+    return f"{text[:ARGS_EXCERPT_CHARS]}... ({len(text)} chars)"
+
+
+def _refused(name: str, args: Any, reason: str) -> None:
+    log.warning(
+        "tool %s refused %s: %s", name, _excerpt(args), reason, extra={"TOOL_NAME": name[:64]}
+    )
+
+
 def _describe(error: Any) -> str:
     path = "/".join(str(p) for p in error.absolute_path)
     return f"{path or 'arguments'}: {error.message}"
@@ -189,19 +214,25 @@ class ToolRegistry:
     async def call(self, name: str, args: Mapping[str, Any] | None) -> ToolOutcome:
         """Run tool ``name`` with ``args``; every failure becomes an error payload."""
         spec = self._specs.get(name)
+        arguments = dict(args or {})
         if spec is None:
             known = ", ".join(sorted(self._specs)) or "none"
+            _refused(repr(name)[:64], arguments, "no such tool")
             return _error(f"unknown tool {name!r}; the tools are: {known}")
-        arguments = dict(args or {})
         problems = sorted(self._validators[name].iter_errors(arguments), key=lambda e: e.path)
         if problems:
-            return _error("invalid arguments: " + "; ".join(_describe(p) for p in problems[:3]))
+            reason = "invalid arguments: " + "; ".join(_describe(p) for p in problems[:3])
+            _refused(name, arguments, reason)
+            return _error(reason)
         try:
             async with asyncio.timeout(spec.timeout_s):
                 result = await spec.handler(arguments)
         except TimeoutError:
             log.warning("tool %s timed out after %.1f s", name, spec.timeout_s)
             return _error(f"{name} did not finish within {spec.timeout_s:g} s")
+        except ToolRefused as exc:
+            _refused(name, arguments, str(exc))
+            return _error(f"{name} failed: {exc}")
         except Exception as exc:
             log.warning("tool %s failed: %s", name, exc, exc_info=True)
             return _error(f"{name} failed: {exc}")
