@@ -488,14 +488,16 @@ def load_settings(path: Path) -> Settings:
         raise ConfigError(path, "", f"not valid TOML: {exc}") from exc
     except RecursionError as exc:
         raise ConfigError(path, "", "not valid TOML: nested too deeply") from exc
+    except ValueError as exc:  # tomllib's int() past Python's 4300-digit limit
+        raise ConfigError(path, "", f"not valid TOML: {exc}") from exc
     return parse_settings(data, path)
 
 
 def load_api_key(environ: Mapping[str, str] = os.environ) -> str | None:
     """The Gemini API key from the environment or systemd's credentials directory."""
     for name in ("GEMINI_API_KEY", "GOOGLE_API_KEY"):
-        if environ.get(name):
-            return environ[name].strip()
+        if key := environ.get(name, "").strip():
+            return key
     try:
         return read_credential(API_KEY_CREDENTIAL, environ)
     except FileProblem as exc:

@@ -283,6 +283,7 @@ class Daemon(SessionEvents):
         capture = self.source.stats
         playback = self.sink.stats
         session = self.session.stats
+        today = self.usage.on(dt.date.today())
         return {
             "FRAMES_IN": capture.frames_in,
             "FRAMES_OUT": session.frames_sent,
@@ -292,8 +293,8 @@ class Daemon(SessionEvents):
             "RECONNECTS": session.reconnects,
             "TOOL_CALLS": session.tool_calls,
             "RSS_MIB": round(_rss_bytes() / 2**20, 1),
-            "TOKENS_TODAY": self.usage.today.tokens_in + self.usage.today.tokens_out,
-            **({"COST_TODAY": round(self.usage.today.cost, 4)} if self.usage.prices else {}),
+            "TOKENS_TODAY": today.tokens_in + today.tokens_out,
+            **({"COST_TODAY": round(today.cost, 4)} if self.usage.prices else {}),
         }
 
     async def _report_health(self) -> None:
@@ -339,8 +340,8 @@ class Daemon(SessionEvents):
         changed = [
             name
             for name in (
-                *("live", "capture", "playback", "button", "leds", "outputs"),
-                *("mqtt", "ha_device", "home_assistant", "tools"),
+                *("live", "capture", "playback", "gpio", "button", "leds", "outputs"),
+                *("mqtt", "ha_device", "home_assistant", "tools", "prices", "ready_timeout_s"),
             )
             if getattr(new, name) != getattr(old, name)
         ]

@@ -13,6 +13,7 @@ A second daemon exits with :data:`EX_UNAVAILABLE` (69), which the unit lists in
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import os
@@ -52,9 +53,16 @@ class InstanceLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        """Take the lock, or say who holds it."""
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        """Take the lock, or say who holds it. Raises OSError for a directory that is not
+        this user's alone, or a lock path that is a symbolic link."""
+        directory = self.path.parent
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # In a shared temporary directory someone else may have made ours first, with a
+        # link inside pointing at a file the truncate below would empty.
+        info = directory.stat()
+        if info.st_uid != os.getuid() or info.st_mode & 0o022:
+            raise PermissionError(errno.EPERM, "not this user's own directory", str(directory))
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -64,6 +72,9 @@ class InstanceLock:
                 f"another pi-live-voice (PID {holder}) is already running with {self.config} "
                 f"(lock {self.path}); stop it first"
             ) from None
+        except OSError:
+            os.close(fd)
+            raise
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd

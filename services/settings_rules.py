@@ -54,7 +54,12 @@ def one_line(text: str, limit: int) -> str:
 
 def number_problem(value: Any, low: float, high: float, unit: str = "") -> str | None:
     """A finite number between ``low`` and ``high`` (``unit`` names what it counts)."""
-    if not math.isfinite(value) or not low <= value <= high:
+    # An integer too large for a float would make isfinite raise OverflowError.
+    if isinstance(value, int) and not -(2**53) <= value <= 2**53:
+        in_range = False
+    else:
+        in_range = math.isfinite(value) and low <= value <= high
+    if not in_range:
         where = f"between {low:g} and {high:g}" + (f" {unit}" if unit else "")
         return f"must be {where}, got {excerpt(value)}"
     return None

@@ -117,6 +117,12 @@ LOCAL_CAUSES: dict[str, tuple[str, Action]] = {
         "the service sent a frame this device cannot use (protocol error): reconnecting",
         Action.RESUME,
     ),
+    # Retrying cannot mend an SDK whose internals moved: the device shows its error pattern.
+    "seam": (
+        "the SDK internals the receive loop reads have moved (an upgrade past "
+        "requirements.lock): reinstall the pinned versions",
+        Action.FATAL,
+    ),
     "refused": (
         "the service refused the connection: check the endpoint and API version",
         Action.FATAL,

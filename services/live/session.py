@@ -45,7 +45,13 @@ from services.live.inbound import (
 )
 from services.live.reconnect import ReconnectPolicy
 from services.live.settings import LiveSettings, build_client, build_config, tool_behaviors
-from services.live.transport import SEAM_ADVICE, check_seam, connection_of, unread_frames
+from services.live.transport import (
+    SEAM_ADVICE,
+    SeamBroken,
+    check_seam,
+    connection_of,
+    unread_frames,
+)
 from services.tools.registry import Behavior, ToolRegistry
 
 log = logging.getLogger(__name__)
@@ -282,7 +288,10 @@ class LiveSession:
             return False
         self._note_sent("toolResponse", size)
         self._last_response_size = size
-        self._awaiting_since = self._clock()
+        if response.scheduling is None:
+            # A blocking call's answer is owed a reply; a non-blocking one (SILENT, say) may
+            # rightly get none, so it must not arm the stall watchdog.
+            self._awaiting_since = self._clock()
         return await self._guarded(session.send_tool_response(function_responses=[response]))
 
     async def _guarded(self, send: Any) -> bool:
@@ -363,6 +372,14 @@ class LiveSession:
 
     def _on_tool_call(self, function_calls: tuple[FunctionCall, ...]) -> None:
         calls = [(fc.id, fc.name, fc.args) for fc in function_calls]
+        # An id still awaiting its answer is already running: a second run would drive the
+        # tool twice and leave a task the dispatcher no longer tracks.
+        repeated = [call_id for call_id, _, _ in calls if self.gate.name_of(call_id) is not None]
+        if repeated:
+            log.error("ignoring a repeated toolCall for calls still running: %s", repeated[:8])
+            calls = [c for c in calls if c[0] not in repeated]
+            if not calls:
+                return
         # Only blocking calls shut the gate, and they do so before anything is awaited.
         pairs = tuple((call_id, name) for call_id, name, _ in calls if self._blocking(name))
         background = tuple(
@@ -502,10 +519,11 @@ class LiveSession:
                 ) from exc
             except ssl.SSLError:
                 raise  # a ValueError too, but no frame: _one_connection names it as TLS
-            except (ValueError, AttributeError) as exc:
+            except (ValueError, AttributeError, RecursionError) as exc:
                 # The SDK parses the first frame itself: JSON and pydantic raise ValueErrors,
-                # a JSON value that is not an object AttributeError. It has not given us the
-                # session, so its context closes the socket.
+                # a JSON value that is not an object AttributeError, one nested past the
+                # parser's depth RecursionError. It has not given us the session, so its
+                # context closes the socket.
                 first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 self._protocol_error(ProtocolError("bad-setup", "first frame", 0, excerpt(first)))
             if session.setup_complete is None:
@@ -570,6 +588,8 @@ class LiveSession:
                 cause, code, reason = "client-close", ours.code, ours.reason
         except InvalidStatus as exc:
             cause, reason = "refused", f"HTTP {exc.response.status_code}"
+        except SeamBroken as exc:
+            cause, reason = "seam", str(exc)
         except ssl.SSLCertVerificationError as exc:
             cause, reason = (
                 "tls",

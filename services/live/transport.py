@@ -15,7 +15,7 @@ two private attributes:
 Either may move in an upgrade. :func:`check_seam` proves both on real objects, a websockets
 connection over a socket pair and an SDK session around it, without any network; the daemon
 runs it at start and ``check-config`` runs it too, so a broken seam is said loudly instead
-of failing every connection or quietly weakening the 1008 protection.
+of failing every connection with no word of why.
 """
 
 from __future__ import annotations
@@ -66,8 +66,8 @@ def _queue(session: AsyncSession) -> Any:
 def unread_frames(session: AsyncSession) -> bool:
     """True when a server frame has arrived but the receive loop has not read it yet.
 
-    False when the seam is broken (``check_seam`` has said so at start): the gate still
-    shuts on every ``toolCall``; only frames already in flight are no longer caught."""
+    False when the seam is broken (``check_seam`` has said so at start, and the receive loop,
+    which cannot read frames then, ends the session as fatal)."""
     try:
         return len(_queue(session)) > 0
     except SeamBroken:
@@ -106,6 +106,6 @@ async def check_seam() -> str | None:
 
 
 SEAM_ADVICE = (
-    "frames already in flight when a toolCall arrives are no longer caught before a send; "
+    "the session cannot read the service's frames; "
     "pin google-genai and websockets to the versions in requirements.lock"
 )

@@ -77,7 +77,10 @@ def tally_of(usage: Mapping[str, Any], prices: Prices | None) -> Tally:
     def get(snake: str, camel: str) -> Any:
         return usage.get(snake, usage.get(camel))
 
-    prompt = _count(get("prompt_token_count", "promptTokenCount"))
+    # Tool results the model read are prompt tokens too, billed as text.
+    prompt = _count(get("prompt_token_count", "promptTokenCount")) + _count(
+        get("tool_use_prompt_token_count", "toolUsePromptTokenCount")
+    )
     response = _count(get("response_token_count", "responseTokenCount"))
     prompt_audio = min(prompt, _audio_in(get("prompt_tokens_details", "promptTokensDetails")))
     response_audio = min(
@@ -102,32 +105,27 @@ def tally_of(usage: Mapping[str, Any], prices: Prices | None) -> Tally:
 
 @dataclass
 class UsageMeter:
-    """Sums per turn, per session and per day, and says when a daily budget is spent."""
+    """Sums per turn, per conversation and per day."""
 
     prices: Prices | None = None
-    daily_budget: float | None = None
     day: dt.date | None = None
     session: Tally = field(default_factory=Tally)
     today: Tally = field(default_factory=Tally)
 
     def record(self, usage: Mapping[str, Any], today: dt.date) -> Tally:
         """Count one turn's ``usageMetadata`` on ``today``; returns that turn's tally."""
-        self._roll(today)
         turn = tally_of(usage, self.prices)
         self.session.add(turn)
-        self.today.add(turn)
+        self.on(today).add(turn)
         return turn
 
     def new_session(self) -> None:
         """A fresh conversation (not a resumption): the session tally starts again."""
         self.session = Tally()
 
-    def over_budget(self, today: dt.date) -> bool:
-        """True once today's estimated cost has reached the daily budget."""
-        self._roll(today)
-        return self.daily_budget is not None and self.today.cost >= self.daily_budget
-
-    def _roll(self, today: dt.date) -> None:
+    def on(self, today: dt.date) -> Tally:
+        """The tally of ``today``: a new day starts from nothing, turn or no turn."""
         if self.day != today:
             self.day = today
             self.today = Tally()
+        return self.today

@@ -88,6 +88,8 @@ BAD = [
     ("[button]\nmode = 'toggle'\n", "button.mode", "must be one of"),
     ("[gpio]\npin_factory = 'native'\n", "gpio.pin_factory", "must be one of lgpio, mock"),
     ("[usage]\nprices = { input_text = 1 }\n", "usage.prices.input_audio", "is required"),
+    ("[live]\nconnect_timeout_s = 1" + "0" * 400 + "\n", "live.connect_timeout_s", "between"),
+    ("[live]\nconnect_timeout_s = 1" + "0" * 5000 + "\n", "", "not valid TOML"),
     (
         "[usage.prices]\ninput_text = -1\ninput_audio = 3\noutput_text = 2\noutput_audio = 12\n",
         "usage.prices.input_text",
@@ -133,6 +135,11 @@ def test_the_api_key_comes_from_the_environment_or_a_credential(tmp_path: Path) 
     assert load_api_key({}) is None
     with pytest.raises(ConfigError, match="no API key"):
         require_api_key(tmp_path / "config.toml", {})
+    # A variable that holds only white space is no key: the credential is read instead.
+    blank = {"GEMINI_API_KEY": "  ", "CREDENTIALS_DIRECTORY": str(tmp_path)}
+    assert load_api_key(blank) == "from-credential"
+    with pytest.raises(ConfigError, match="no API key"):
+        require_api_key(tmp_path / "config.toml", {"GEMINI_API_KEY": " \n"})
 
 
 @pytest.mark.parametrize("command", ["check-config", "run"])

@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from device.instance import EX_UNAVAILABLE, lock_path
+import pytest
+
+from device.instance import EX_UNAVAILABLE, InstanceLock, lock_path
 from tests.conftest import EmulatorFactory
 from tests.systemd.conftest import DAEMON, daemon_environ, fifo_mic, running_daemon, write_config
 from tests.systemd.test_reload_refused import wait_for_output
@@ -58,3 +60,22 @@ def test_the_unit_does_not_restart_after_another_instance_refused() -> None:
     lines = UNIT.read_text().splitlines()
     [prevent] = [x for x in lines if x.startswith("RestartPreventExitStatus=")]
     assert str(EX_UNAVAILABLE) in prevent.split("=", 1)[1].split()
+
+
+def test_a_lock_directory_others_may_write_or_a_linked_lock_file_is_refused(
+    tmp_path: Path,
+) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)  # as a directory someone else made in /tmp for us
+    with pytest.raises(PermissionError, match="not this user's own directory"):
+        InstanceLock(tmp_path / "config.toml", {"RUNTIME_DIRECTORY": str(shared)}).acquire()
+    own = tmp_path / "own"
+    own.mkdir(mode=0o700)
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    lock = InstanceLock(tmp_path / "config.toml", {"RUNTIME_DIRECTORY": str(own)})
+    lock.path.symlink_to(victim)
+    with pytest.raises(OSError, match="Too many levels of symbolic links"):
+        lock.acquire()
+    assert victim.read_text() == "precious\n"

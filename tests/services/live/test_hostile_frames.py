@@ -62,8 +62,9 @@ def test_the_catalogue_is_what_the_issue_lists() -> None:
         {"frame": "error-object"},
         {"frame": "content-wrong-type"},
         {"text": '{"serverContent": {"turnComplete": true}}'},
+        {"text": "[" * 3000},  # deeper than the SDK's JSON parser goes: RecursionError
     ],
-    ids=lambda f: f.get("frame", "not-setup-complete"),
+    ids=lambda f: f.get("frame") or ("nested" if f["text"][:1] == "[" else "not-setup-complete"),
 )
 async def test_a_malformed_first_frame_is_a_protocol_error_and_the_next_connect_works(
     emulator_factory: EmulatorFactory, setup_frame: dict[str, str]

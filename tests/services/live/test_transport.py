@@ -13,11 +13,11 @@ import pytest
 from google.genai.live import AsyncSession
 from websockets.asyncio.messages import Assembler
 
-from services.live import session as session_module
-from services.live import transport
+from services.live.diagnostics import LOCAL_CAUSES
+from services.live.session import LiveSessionFatal
 from services.live.transport import check_seam, unread_frames
 from tests.conftest import EmulatorFactory, live_config, sdk_client
-from tests.services.live.harness import Recorder, new_session, running
+from tests.services.live.harness import Recorder, new_session
 
 DAEMON = Path(sys.executable).with_name("pi-live-voice")
 
@@ -82,24 +82,22 @@ async def test_a_broken_seam_fails_the_check_with_what_moved(
     assert await check_seam() == message
 
 
-async def test_the_session_says_a_broken_seam_at_its_start(
+async def test_a_broken_seam_ends_the_session_as_fatal_and_says_why(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
     emulator_factory: EmulatorFactory,
 ) -> None:
-    # The SDK cannot run with its websocket gone, so the check's answer is given here; the
-    # check itself is proven broken above.
-    async def broken() -> str:
-        return "what moved"
-
-    monkeypatch.setattr(session_module, "check_seam", broken)
+    _session_without_ws(monkeypatch)
     async with emulator_factory({"turns": []}) as em:
         session = new_session(em, [], Recorder())
-        async with running(session):
-            await session.wait_connected()
+        with pytest.raises(LiveSessionFatal) as fatal:
+            async with asyncio.timeout(20):
+                await session.run()
+    assert fatal.value.report.cause == LOCAL_CAUSES["seam"][0]
+    assert "_ws" in fatal.value.report.reason
     [record] = [r for r in caplog.records if getattr(r, "TRANSPORT_SEAM", None) == "broken"]
     assert record.levelno == logging.ERROR
-    assert record.getMessage() == f"transport seam broken: what moved; {transport.SEAM_ADVICE}"
+    assert record.getMessage().startswith("transport seam broken: google-genai's AsyncSession")
 
 
 def test_check_config_proves_the_seam(tmp_path: Path) -> None:
