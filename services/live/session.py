@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import random
 import ssl
@@ -712,6 +713,11 @@ class LiveSession:
         try:
             while True:
                 report = await self._one_connection()
+                # A closed connection's TLS and WebSocket objects are reference cycles that
+                # hold 256 KiB buffers; left to the oldest generation's collection, they pile
+                # up and fragment the heap (RSS grew in 0.25 MiB steps over a soak). Between
+                # connections nothing is streaming: collect them now.
+                gc.collect()
                 self.closures.append(report)
                 self.stats.closures[report.code] += 1
                 self._log_closure(report)
