@@ -143,5 +143,17 @@ lock: system-packages
 	.lock-venv/bin/pip freeze --exclude-editable | grep -v '^pi-live-voice' > requirements.lock
 	rm -rf .lock-venv
 
+# The system checks (as root; not part of `test`): `make install` in fresh bookworm and trixie
+# rootfs booted with systemd-nspawn, and `make test` in a trixie chroot; `make demo` in an
+# arm64 trixie rootfs under qemu. Root file systems, apt downloads and pip wheels are kept
+# between runs under PLV_TEST_CACHE (default /var/cache/pi-live-voice-test).
+SYSTEM_PYTEST = $(BIN)/pytest -p no:cacheprovider -o python_files='check_*.py' -o timeout=7200 -s
+
+test-system: venv system-test-packages
+	$(SYSTEM_PYTEST) tests/system/check_booted.py tests/system/check_trixie_suite.py
+
+test-arm64: venv system-test-packages
+	$(SYSTEM_PYTEST) tests/system/check_arm64.py
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
