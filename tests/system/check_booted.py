@@ -196,15 +196,14 @@ def test_the_unit_reaches_ready_with_a_status(guest: Guest) -> None:
 
 def test_the_credential_is_readable_by_the_service_user_alone(guest: Guest) -> None:
     main_pid = guest.unit("MainPID")["MainPID"]
-    uid = guest.box.run(f"stat -c %u /proc/{main_pid}").stdout.strip()
-    owner, mode = guest.box.run(f"stat -c '%u %a' {CREDENTIAL}").stdout.split()
+    uid, gid = guest.box.run(f"stat -c '%u %g' /proc/{main_pid}").stdout.split()
     assert uid != "0"
-    assert owner == uid
-    assert int(mode, 8) & 0o077 == 0
-    assert (
-        guest.box.run(f"setpriv --reuid={uid} --regid={uid} --clear-groups cat {CREDENTIAL}").stdout
-        == API_KEY
-    )
+    # Who owns the file differs (bookworm's systemd gives it to the user, trixie's keeps it
+    # root's with an ACL for the user): what holds is that the user reads it and no one else.
+    mode = guest.box.run(f"stat -c %a {CREDENTIAL}").stdout.strip()
+    assert int(mode, 8) & 0o007 == 0
+    as_service = f"setpriv --reuid={uid} --regid={gid} --clear-groups cat {CREDENTIAL}"
+    assert guest.box.run(as_service).stdout == API_KEY
     denied = guest.box.run(f"runuser -u nobody -- cat {CREDENTIAL}", check=False)
     assert denied.returncode != 0
     assert API_KEY not in denied.stdout
@@ -257,8 +256,9 @@ def test_the_watchdog_restarts_a_stopped_daemon(guest: Guest) -> None:
 
 
 def test_the_installed_unit_rates_at_most_2(guest: Guest) -> None:
+    # --threshold= counts tenths: 20 is an exposure of 2.0.
     result = guest.box.run(
-        f"systemd-analyze security --no-pager --threshold=2.0 {UNIT}.service", check=False
+        f"systemd-analyze security --no-pager --threshold=20 {UNIT}.service", check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
     [exposure] = re.findall(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
@@ -269,7 +269,6 @@ def test_the_installed_unit_rates_at_most_2(guest: Guest) -> None:
 def test_a_bad_config_exits_78_and_is_not_restarted(guest: Guest) -> None:
     # Last: it leaves the unit failed.
     guest.box.run(f"cat > {CONF} <<'EOF'\n{BAD_CONFIG}EOF")
-    before = int(guest.unit("NRestarts")["NRestarts"])
     guest.box.run(f"systemctl restart {UNIT}", timeout=120, check=False)
     state = guest.box.wait_for(
         "the unit failed",
@@ -281,11 +280,13 @@ def test_a_bad_config_exits_78_and_is_not_restarted(guest: Guest) -> None:
         within=60,
     )
     assert (state["Result"], state["ExecMainStatus"]) == ("exit-code", "78")
+    # A manual restart resets the count; a restart by systemd would raise it.
+    assert state["NRestarts"] == "0"
     # Watch past RestartSec=5s: a restart would have come by then.
     deadline = time.monotonic() + 8
     while time.monotonic() < deadline:
         now = guest.unit("ActiveState", "NRestarts")
-        assert now == {"ActiveState": "failed", "NRestarts": str(before)}
+        assert now == {"ActiveState": "failed", "NRestarts": "0"}
         time.sleep(0.5)
     errors = guest.box.journal(f"_SYSTEMD_UNIT={UNIT}.service", "PRIORITY=3")
     assert any("button.pin" in e.get("MESSAGE", "") for e in errors)

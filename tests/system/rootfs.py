@@ -156,8 +156,16 @@ def overlay(lower: Path) -> Iterator[Path]:
 
 
 def trust_host(root: Path) -> None:
-    """Give the rootfs the host's CA trust and name resolution, for apt and pip inside."""
-    shutil.copytree("/etc/ssl/certs", root / "etc/ssl/certs", dirs_exist_ok=True, symlinks=False)
+    """Give the rootfs the host's CA trust and name resolution, for apt and pip inside.
+
+    The host's bundle replaces the rootfs's, and is kept as a local CA file too, so that an
+    update-ca-certificates run by apt inside rebuilds a bundle that still holds it.
+    """
+    bundle = Path("/etc/ssl/certs/ca-certificates.crt").read_bytes()
+    (root / "etc/ssl/certs/ca-certificates.crt").write_bytes(bundle)
+    local = root / "usr/local/share/ca-certificates"
+    local.mkdir(parents=True, exist_ok=True)
+    (local / "host-trust.crt").write_bytes(bundle)
     resolv = root / "etc/resolv.conf"
     resolv.unlink(missing_ok=True)
     shutil.copyfile("/etc/resolv.conf", resolv)
