@@ -4,11 +4,13 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# What a device needs to run and to build its two compiled modules, and nothing more:
+# What a device needs to run and to build its compiled modules, and nothing more:
 # pyalsaaudio builds against libasound2-dev, systemd-python against libsystemd-dev through
-# pkg-config, both with a C compiler (gcc, libc6-dev: not all of build-essential); the venv
-# needs python3-venv and the headers python3-dev. `make install` installs these alone.
-RUNTIME_PACKAGES := gcc libc6-dev libasound2-dev libsystemd-dev pkg-config python3-venv python3-dev
+# pkg-config, both with a C compiler (gcc, libc6-dev: not all of build-essential); swig builds
+# lgpio, the pin driver, where PyPI has no wheel for this Python and machine; the venv needs
+# python3-venv and the headers python3-dev. `make install` installs these alone.
+RUNTIME_PACKAGES := gcc libc6-dev libasound2-dev libsystemd-dev pkg-config swig python3-venv \
+	python3-dev
 # What only the tests, the demo and the bench need: espeak-ng and sox make speech fixtures;
 # mosquitto is the real broker the tests start (Debian's package also enables and starts it,
 # one more reason it stays off a device); alsa-utils for manual checks; systemd brings
@@ -17,6 +19,8 @@ TEST_PACKAGES := espeak-ng sox mosquitto alsa-utils systemd
 # What `make test-system` and `make test-arm64` need on the host: Debian root file systems,
 # a booted systemd in a container, aarch64 emulation.
 SYSTEM_TEST_PACKAGES := debootstrap systemd-container qemu-user-static binfmt-support
+# PYPI=1 below: lgpio's source build links its own copy of the lg C library only then (else it
+# wants a system liblgpio, which plain Debian does not have).
 
 # $(call apt-install,PACKAGES): apt-get install whichever of PACKAGES are missing.
 define apt-install
@@ -47,7 +51,7 @@ system-test-packages:
 $(BIN)/.installed: pyproject.toml requirements.lock | system-packages
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c requirements.lock -e '.[dev]'
+	PYPI=1 $(BIN)/pip install -q -c requirements.lock -e '.[dev]'
 	touch $@
 
 venv: system-packages $(BIN)/.installed
@@ -101,8 +105,10 @@ install: $(if $(VENV_SRC),,runtime-packages)
 		cp -a "$(VENV_SRC)" "$(INSTALL_VENV).new"; \
 	else \
 		$(PYTHON) -m venv "$(INSTALL_VENV).new"; \
-		"$(INSTALL_VENV).new/bin/pip" install -q -c requirements.lock .; \
+		PYPI=1 "$(INSTALL_VENV).new/bin/pip" install -q -c requirements.lock .; \
 	fi
+	"$(INSTALL_VENV).new/bin/python" -c 'import lgpio' || \
+		{ echo "make install: the venv has no lgpio, the pin driver: see above" >&2; exit 1; }
 	from="$(if $(VENV_SRC),$(abspath $(VENV_SRC)),$(INSTALL_VENV).new)"; \
 	grep -rlIF "$$from" "$(INSTALL_VENV).new/bin" | xargs -r sed -i "s|$$from|$(PREFIX)/venv|g"
 	chmod -R go+rX,go-w "$(INSTALL_VENV).new"

@@ -29,8 +29,10 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 def _run_devices(args: argparse.Namespace) -> int:
     from device.audio_devices import print_devices
+    from device.pins import print_gpio
 
     status: int = print_devices(args)
+    print_gpio()
     return status
 
 
@@ -85,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="demo-out", help="folder for the trace and reply audio")
     demo.set_defaults(handler=_run_demo)
 
-    devices = sub.add_parser("devices", help="list ALSA capture and playback PCMs")
+    devices = sub.add_parser(
+        "devices", help="list ALSA capture and playback PCMs, the GPIO chips and the pin driver"
+    )
     devices.set_defaults(handler=_run_devices)
     return parser
 

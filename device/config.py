@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from device.audio import CaptureSettings, PlaybackSettings
 from device.echo import EchoMode, EchoSettings
 from device.events import ButtonMode
+from device.pins import FACTORIES
 from device.vad import StartTrigger, VadSettings
 from services.live.settings import LiveSettings
 from services.tools.declarations import (
@@ -63,6 +64,13 @@ class ButtonSettings:
 
 
 @dataclass(frozen=True)
+class GpioSettings:
+    """The pin driver. None leaves the choice to ``GPIOZERO_PIN_FACTORY``, then lgpio."""
+
+    pin_factory: str | None = None
+
+
+@dataclass(frozen=True)
 class LedSettings:
     """The status LED (PWM patterns where the pin allows) and the dedicated tool-pending LED."""
 
@@ -92,6 +100,7 @@ class Settings:
     playback: PlaybackSettings = field(default_factory=PlaybackSettings)
     vad: VadSettings = field(default_factory=VadSettings)
     echo: EchoSettings = field(default_factory=EchoSettings)
+    gpio: GpioSettings = field(default_factory=GpioSettings)
     button: ButtonSettings = field(default_factory=ButtonSettings)
     leds: LedSettings = field(default_factory=LedSettings)
     outputs: tuple[OutputSettings, ...] = ()
@@ -292,6 +301,13 @@ def _button(path: Path, data: Any) -> ButtonSettings:
     return settings
 
 
+def _gpio(path: Path, data: Any) -> GpioSettings:
+    t = _Table(path, "gpio", data)
+    settings = GpioSettings(pin_factory=t.optional("pin_factory", str, _one_of(*FACTORIES)))
+    t.done()
+    return settings
+
+
 def _leds(path: Path, data: Any) -> LedSettings:
     t = _Table(path, "leds", data)
     settings = LedSettings(
@@ -391,6 +407,7 @@ def parse_settings(data: Mapping[str, Any], path: Path) -> Settings:
         playback=playback,
         vad=_vad(path, top.get("vad", dict, {}), capture.frame_ms),
         echo=_echo(path, top.get("echo", dict, {})),
+        gpio=_gpio(path, top.get("gpio", dict, {})),
         button=_button(path, top.get("button", dict, {})),
         leds=_leds(path, top.get("leds", dict, {})),
         outputs=_outputs(path, top.get("outputs", list, [])),

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from device import vad
+from device import pins, vad
 from device.audio import AudioSink, AudioSource
 from device.capture import AlsaAudioSource
 from device.config import EX_CONFIG, ConfigError, Settings, load_settings, require_api_key
@@ -214,6 +214,8 @@ class Daemon(SessionEvents):
         self._quiet_limit = 0
         self._uplink_dropped = 0
         self._next_vad: vad.VadSettings | None = None
+        # Set by a reload that changes health_interval_s, so the new interval starts at once.
+        self._health_interval_changed = asyncio.Event()
         self.supervisor: Supervisor = supervisor or Unsupervised()
         self._status_line = ""
         self.status_line = "starting"
@@ -265,9 +267,15 @@ class Daemon(SessionEvents):
         }
 
     async def _report_health(self) -> None:
-        """Log a health line every ``health_interval_s``."""
+        """Log a health line every ``health_interval_s``; a reloaded interval applies at once."""
         while True:
-            await asyncio.sleep(self.settings.health_interval_s)
+            self._health_interval_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._health_interval_changed.wait(), self.settings.health_interval_s
+                )
+            if self._health_interval_changed.is_set():
+                continue  # reloaded: the new interval starts now
             fields = self.health()
             log.info(
                 "health: %s; %s",
@@ -308,6 +316,8 @@ class Daemon(SessionEvents):
             self._swap_vad()
         if new.echo != old.echo:
             self.echo = EchoGate(new.echo, self._frame_ms)
+        if new.health_interval_s != old.health_interval_s:
+            self._health_interval_changed.set()
         if changed:
             log.warning(
                 "reloaded vad, echo and health settings; %s changed and apply after a restart "
@@ -616,29 +626,58 @@ async def serve(daemon: Daemon, watchdog: Watchdog | None = None) -> None:
             watching.cancel()
 
 
+def open_pins(settings: Settings) -> Any:
+    """The pin factory the parts are built on, or None where none is fitted.
+
+    Raises :class:`device.pins.PinDriverError` when the driver cannot be had.
+    """
+    fitted = (
+        settings.button.pin,
+        settings.leds.status_pin,
+        settings.leds.tool_pin,
+        *(o.pin for o in settings.outputs),
+    )
+    if all(pin is None for pin in fitted):
+        log.info("GPIO: no button, LEDs or outputs configured; no pin driver needed")
+        return None
+    name = pins.choose_factory(settings.gpio.pin_factory)
+    factory = pins.open_factory(name)
+    log.info("GPIO: %s", pins.describe_factory(name, factory), extra={"PIN_FACTORY": name})
+    return factory
+
+
+def _refuse_to_start(problem: ConfigError | pins.PinDriverError, config: Path) -> int:
+    """One line in the journal and on stderr, and 78: a restart cannot mend it."""
+    key = problem.key if isinstance(problem, ConfigError) else "gpio.pin_factory"
+    log.error("%s", problem, extra={"CONFIG_FILE": str(config), "CONFIG_KEY": key or None})
+    print(f"pi-live-voice: {problem}", file=sys.stderr)
+    return EX_CONFIG
+
+
 def run_daemon(config: Path) -> int:
     """``pi-live-voice run``: load the config, build the real hardware, serve."""
     try:
         settings = load_settings(config)
         api_key = require_api_key(config)
-    except ConfigError as exc:
-        log.error(  # noqa: TRY400 - the message is the whole story
-            "%s", exc, extra={"CONFIG_FILE": str(exc.path), "CONFIG_KEY": exc.key or None}
+        pin_factory = open_pins(settings)
+    except (ConfigError, pins.PinDriverError) as exc:
+        return _refuse_to_start(exc, config)
+    try:
+        supervisor = SystemdSupervisor()
+        daemon = Daemon(
+            settings,
+            api_key,
+            source=AlsaAudioSource(settings.capture),
+            sink=AlsaAudioSink(settings.playback),
+            pin_factory=pin_factory,
+            supervisor=supervisor,
         )
-        print(f"pi-live-voice: {exc}", file=sys.stderr)
-        return EX_CONFIG
-    supervisor = SystemdSupervisor()
-    daemon = Daemon(
-        settings,
-        api_key,
-        source=AlsaAudioSource(settings.capture),
-        sink=AlsaAudioSink(settings.playback),
-        pin_factory=None,
-        supervisor=supervisor,
-    )
-    period = watchdog_period(os.environ, os.getpid())
-    watchdog = None
-    if period is not None and supervisor.enabled:
-        watchdog = Watchdog(period, daemon.capture_progress, supervisor.watchdog)
-    asyncio.run(serve(daemon, watchdog))
+        period = watchdog_period(os.environ, os.getpid())
+        watchdog = None
+        if period is not None and supervisor.enabled:
+            watchdog = Watchdog(period, daemon.capture_progress, supervisor.watchdog)
+        asyncio.run(serve(daemon, watchdog))
+    finally:
+        if pin_factory is not None:
+            pin_factory.close()
     return 0

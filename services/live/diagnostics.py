@@ -95,6 +95,13 @@ LOCAL_CAUSES: dict[str, tuple[str, Action]] = {
         Action.RESUME,
     ),
     "unreachable": ("could not reach the service: network down or wrong endpoint", Action.RESUME),
+    # Kept resuming: a Pi without a clock battery boots with a wrong time, which makes every
+    # certificate look invalid until NTP has set it.
+    "tls": (
+        "TLS with the service failed: its certificate is not trusted here (check [live] "
+        "endpoint and ca_file) or this device's clock is wrong",
+        Action.RESUME,
+    ),
     "refused": (
         "the service refused the connection: check the endpoint and API version",
         Action.FATAL,

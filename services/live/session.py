@@ -439,7 +439,14 @@ class LiveSession:
             reason = exc.rcvd.reason if exc.rcvd else ""
         except InvalidStatus as exc:
             cause, reason = "refused", f"HTTP {exc.response.status_code}"
-        except (OSError, InvalidHandshake, ssl.SSLError) as exc:
+        except ssl.SSLCertVerificationError as exc:
+            cause, reason = (
+                "tls",
+                (f"{self._endpoint()}: certificate verify failed: {exc.verify_message or exc}"),
+            )
+        except ssl.SSLError as exc:
+            cause, reason = "tls", f"{self._endpoint()}: TLS handshake failed: {exc.reason or exc}"
+        except (OSError, InvalidHandshake) as exc:
             cause, reason = "unreachable", str(exc) or type(exc).__name__
         except asyncio.CancelledError:
             self._local_cause = "shutdown"
@@ -449,6 +456,10 @@ class LiveSession:
             await self._disconnected()
         self.policy.connected_for(self._clock() - started)
         return report
+
+    def _endpoint(self) -> str:
+        """The service's address as configured, for messages about reaching it."""
+        return self.settings.base_url or "the Gemini API's default endpoint"
 
     def _report(self, code: int | None, reason: str, cause: str | None) -> CloseReport:
         now = self._clock()

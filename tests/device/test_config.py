@@ -86,6 +86,7 @@ BAD = [
     ("[button]\npin = true\n", "button.pin", "or false"),
     ("[vad]\naggressiveness = 7\n", "vad.aggressiveness", "between"),
     ("[button]\nmode = 'toggle'\n", "button.mode", "must be one of"),
+    ("[gpio]\npin_factory = 'native'\n", "gpio.pin_factory", "must be one of lgpio, mock"),
     ("[leds]\ntool_pending_pin = 17\n", "leds.tool_pending_pin", "already used by button.pin"),
     ("[[outputs]]\nname = 'a'\npin = 99\n", "outputs[0].pin", ""),
     (

@@ -31,16 +31,16 @@ CONF = "/etc/pi-live-voice/config.toml"
 CA_FILE = "/etc/pi-live-voice/standin.pem"
 CREDENTIAL = f"/run/credentials/{UNIT}.service/gemini-api-key"
 VENV = "/opt/pi-live-voice/venv"
-TOOL = "get_outputs"
+TOOL = "set_output"
 CLOSE_CODE = 1008
 # On the first user turn the model calls a tool, then the service closes the connection
 # with 1008 while the reply plays: the daemon logs both with their journal fields.
 SCENARIO = {
     "turns": [
         {
-            "heard": "What is on?",
-            "tool_calls": [{"name": TOOL, "args": {}}],
-            "reply": "Nothing is on.",
+            "heard": "Turn on the kitchen light.",
+            "tool_calls": [{"name": TOOL, "args": {"name": "kitchen_light", "on": True}}],
+            "reply": "The light is on.",
             "faults": [{"kind": "close", "code": CLOSE_CODE, "at": "reply"}],
         }
     ]
@@ -63,13 +63,20 @@ model = "test"
 capture_device = "default"
 playback_device = "default"
 
+[gpio]
+pin_factory = "mock"
+
 [button]
-pin = false
+pin = 17
 mode = "always"
 
 [leds]
-status_pin = false
-tool_pending_pin = false
+status_pin = 22
+tool_pending_pin = 27
+
+[[outputs]]
+name = "kitchen_light"
+pin = 5
 
 [daemon]
 health_interval_s = 1
@@ -115,7 +122,7 @@ def stage_guest_files(root: Path) -> None:
     plv = root / "root/plv"
     plv.mkdir(parents=True, exist_ok=True)
     (plv / "scenario.json").write_text(json.dumps(SCENARIO))
-    (plv / "speech.raw").write_bytes(speak("What is on in the house?"))
+    (plv / "speech.raw").write_bytes(speak("Turn on the kitchen light, please."))
     (plv / "mic.py").write_text((Path(__file__).parent / "guest_mic.py").read_text())
     (root / "etc/asound.conf").write_text(ASOUND_CONF)
     (root / CONF.lstrip("/")).write_text(GOOD_CONFIG)
@@ -191,6 +198,9 @@ def test_the_unit_reaches_ready_with_a_status(guest: Guest) -> None:
     assert state["SubState"] == "running"
     assert state["NRestarts"] == "0"
     assert state["StatusText"]
+    # The config's mock pins win over the unit's GPIOZERO_PIN_FACTORY=lgpio: the button, LEDs
+    # and the output were built on them.
+    assert guest.box.journal(f"_SYSTEMD_UNIT={UNIT}.service", "PIN_FACTORY=mock")
     print(f"{guest.suite}: READY after {ready_s:.2f} s, STATUS={state['StatusText']!r}")
 
 

@@ -155,13 +155,19 @@ os.execv(sys.argv[1], sys.argv[1:])
 
 
 @contextlib.contextmanager
-def running_daemon(config: Path, environ: dict[str, str], tmp_path: Path) -> Iterator[Running]:
-    """Start ``pi-live-voice run --config config`` under the unit's W^X rule; kill it by PID
-    if the test left it alive."""
+def running_daemon(
+    config: Path,
+    environ: dict[str, str],
+    tmp_path: Path,
+    wrap: Callable[[list[str]], list[str]] = list,
+) -> Iterator[Running]:
+    """Start ``pi-live-voice run --config config`` under the unit's W^X rule (the command
+    passed through ``wrap``); kill it by PID if the test left it alive."""
     stderr = tmp_path / "daemon.stderr"
+    command = [sys.executable, "-c", MDWE_LAUNCHER, str(DAEMON), "run", "--config", str(config)]
     with stderr.open("wb") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-c", MDWE_LAUNCHER, str(DAEMON), "run", "--config", str(config)],
+            wrap(command),
             env=environ,
             stdin=subprocess.DEVNULL,
             stdout=err,
@@ -173,6 +179,15 @@ def running_daemon(config: Path, environ: dict[str, str], tmp_path: Path) -> Ite
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+def wait_for_output(daemon: Running, text: str, within: float = 30.0) -> None:
+    """Poll the daemon's output (a file) until ``text`` shows; fail after ``within`` s."""
+    deadline = time.monotonic() + within
+    while text not in daemon.output():
+        assert daemon.proc.poll() is None, daemon.output()
+        assert time.monotonic() < deadline, daemon.output()
+        time.sleep(0.1)
 
 
 @dataclass

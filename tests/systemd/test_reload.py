@@ -7,9 +7,18 @@ import contextlib
 import os
 import signal
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import cast
 
 from device.daemon import Daemon, serve
+from tests.conftest import EmulatorFactory
+from tests.systemd.conftest import (
+    daemon_environ,
+    fifo_mic,
+    running_daemon,
+    wait_for_output,
+    write_config,
+)
 
 
 @dataclass
@@ -90,3 +99,17 @@ async def test_a_reload_before_ready_reloads_without_telling_systemd() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+
+
+async def test_a_reloaded_health_interval_applies_at_once(
+    emulator_factory: EmulatorFactory, tmp_path: Path
+) -> None:
+    async with emulator_factory({"turns": []}) as em:
+        config = write_config(tmp_path / "config.toml", em, health_interval_s=3600)
+        with fifo_mic(tmp_path), running_daemon(config, daemon_environ(tmp_path), tmp_path) as d:
+            await asyncio.to_thread(wait_for_output, d, "state: idle")
+            write_config(config, em, health_interval_s=1)
+            d.proc.send_signal(signal.SIGHUP)
+            # Before the reload the next health line was an hour away.
+            await asyncio.to_thread(wait_for_output, d, "health:", 15)
+            assert await asyncio.to_thread(d.terminate) == 0, d.output()

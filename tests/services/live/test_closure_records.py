@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -122,3 +123,25 @@ async def test_bad_key_record(
     assert records[0].CLOSE_CODE == 1007  # type: ignore[attr-defined]
     assert records[0].LIKELY_CAUSE == d.BAD_KEY  # type: ignore[attr-defined]
     assert records[0].LIVE_STATE == "disconnected"  # type: ignore[attr-defined]
+
+
+async def test_a_certificate_that_does_not_verify_is_named_as_such(
+    emulator_factory: EmulatorFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="services.live")
+    rec = Recorder()
+    async with emulator_factory({"turns": []}) as em, emulator_factory({"turns": []}) as other:
+        # Trusting another stand-in's certificate: the one this endpoint presents fails.
+        session = new_session(em, [], rec, ca_file=other.settings.cert_out)
+        task = asyncio.create_task(session.run())
+        try:
+            await rec.wait_for(lambda: len(session.closures) >= 1)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    [report, *_] = session.closures
+    assert report.reason.startswith(f"{em.base_url}: ")
+    assert "certificate" in report.reason
+    assert report.cause == d.LOCAL_CAUSES["tls"][0]
+    assert "network down" not in report.summary()
