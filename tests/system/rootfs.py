@@ -96,9 +96,8 @@ def cached_rootfs(
         log.info("debootstrap %s/%s into %s", suite, arch, staging)
         run([*command, suite, str(staging), MIRROR], timeout=1800)
         if arch != HOST_ARCH:
-            run(
-                ["chroot", str(staging), "/debootstrap/debootstrap", "--second-stage"], timeout=3600
-            )
+            second = ["chroot", str(staging), "env", "-i", f"PATH={GUEST_ENV['PATH']}"]
+            run([*second, "/debootstrap/debootstrap", "--second-stage"], timeout=3600)
         # Nothing inside refers to the name it was built under: the rename is safe.
         shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)
