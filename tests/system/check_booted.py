@@ -186,6 +186,18 @@ def test_make_install_creates_the_gpio_group_and_its_udev_rule(guest: Guest) -> 
     assert 'GROUP="gpio"' in rule
 
 
+def test_make_install_adds_no_rule_where_a_gpio_group_came_with_the_system(guest: Guest) -> None:
+    # Raspberry Pi OS: the group exists and its own rule gives it the chips; ours is absent.
+    rule = "/etc/udev/rules.d/60-pi-live-voice-gpio.rules"
+    group = guest.box.run("getent group gpio").stdout
+    guest.box.run(f"rm {rule}")
+    guest.box.run(f"make -C /root/src install VENV_SRC={VENV}", timeout=300)
+    assert guest.box.run(f"test -e {rule}", check=False).returncode == 1
+    assert guest.box.run("getent group gpio").stdout == group
+    # Ours again, as a plain Debian install left it, for the checks that follow.
+    guest.box.run(f"install -m 0644 /root/src/systemd/{Path(rule).name} {rule}")
+
+
 def test_the_unit_reaches_ready_with_a_status(guest: Guest) -> None:
     started = time.monotonic()
     # Type=notify: start returns once the daemon sent READY=1.
