@@ -150,8 +150,8 @@ lock: system-packages
 	rm -rf .lock-venv
 
 # The system checks (as root; not part of `test`): `make install` in fresh bookworm and trixie
-# rootfs booted with systemd-nspawn, and `make test` in a trixie chroot; `make demo` in an
-# arm64 trixie rootfs under qemu. Root file systems, apt downloads and pip wheels are kept
+# rootfs booted with systemd-nspawn, and `make test` in a trixie chroot; `make install` and the
+# demo in an arm64 trixie rootfs under qemu. Root file systems, apt downloads and pip wheels are kept
 # between runs under PLV_TEST_CACHE (default /var/cache/pi-live-voice-test).
 SYSTEM_PYTEST = $(BIN)/pytest -p no:cacheprovider -o python_files='check_*.py' -o timeout=7200 -s
 
