@@ -36,7 +36,7 @@ define apt-install
 	fi
 endef
 
-.PHONY: test demo bench install lint typecheck pytest runtime-packages system-packages \
+.PHONY: test demo bench fuzz install lint typecheck pytest runtime-packages system-packages \
 	system-test-packages venv lock clean test-system test-arm64
 
 runtime-packages:
@@ -76,6 +76,12 @@ demo: venv
 # bench/report.json and the plots next to them, from scratch.
 bench: venv
 	$(BIN)/python -m bench.run --size full
+
+# The long run of the boundary generators (make test runs a few of each): hostile configs
+# through check-config, malformed frames through the boundary and through the real SDK
+# against the stand-in's hostile mode. Ends with "N tried, M mishandled"; fails if M > 0.
+fuzz: venv
+	$(BIN)/python -m tests.fuzz --configs 1000 --frames 2000 --sdk-frames 40
 
 # The daemon as a systemd service: a venv under PREFIX, the unit, the config (an existing one
 # is kept) and a root-only credentials directory with an empty key file. DESTDIR stages it all

@@ -133,7 +133,8 @@ class _NotifySocket:
         self.path.unlink(missing_ok=True)
 
 
-def _config(em_url: str, ca_file: Path) -> str:
+def daemon_config(em_url: str, ca_file: Path) -> str:
+    """The daemon's config for a bench run: the virtual card, open mic, one relay."""
     return f"""\
 [live]
 endpoint = "{em_url}"
@@ -275,7 +276,8 @@ def _windows(records: list[TraceRecord]) -> tuple[tuple[float, float], tuple[flo
     return (listen_from, listen_to), (speak_from, speak_to)
 
 
-def _env(home: Path, fifo: Path, notify: Path) -> dict[str, str]:
+def daemon_env(home: Path, fifo: Path, notify: Path) -> dict[str, str]:
+    """The daemon's environment for a bench run: the virtual card's files, mock pins."""
     return child_env(
         {
             "GEMINI_API_KEY": API_KEY,
@@ -304,8 +306,8 @@ async def measure(workdir: Path, idle_s: float, listen_s: float, speak_s: float)
     try:
         async with standin(scenario, workdir, pace=1.0) as em:
             config = workdir / "cost-config.toml"
-            config.write_text(_config(em.base_url, em.settings.cert_out))
-            async with _Daemon(config, _env(home, fifo, notify.path)) as daemon:
+            config.write_text(daemon_config(em.base_url, em.settings.cert_out))
+            async with _Daemon(config, daemon_env(home, fifo, notify.path)) as daemon:
                 ready_s, ready_clock = await _ready(daemon, notify)
                 idle = (time.monotonic(), time.monotonic() + idle_s)
                 await asyncio.sleep(idle_s)

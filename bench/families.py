@@ -422,17 +422,13 @@ async def run_reference(
     error = None
     async with standin(plan.scenario, workdir) as em:
         sdk = await asyncio.to_thread(sdk_client, em)  # off the loop, as for pi-live-voice
+        tools = reference_tools(plan.slow_s)
         try:
             async with (
                 asyncio.timeout(plan.limit_s),
-                sdk.aio.live.connect(model=MODEL, config=plain_config()) as session,
+                sdk.aio.live.connect(model=MODEL, config=plain_config(tools)) as session,
             ):
-                await runner(
-                    session,
-                    _open_mic(em, plan),
-                    reference_tools(plan.slow_s),
-                    turns=len(plan.user_turns),
-                )
+                await runner(session, _open_mic(em, plan), tools, turns=len(plan.user_turns))
             finished = True
         except TimeoutError:
             hung = True

@@ -1,7 +1,7 @@
 """Clock points inside the daemon under test, taken without changing what it does.
 
-* :class:`TimedLiveSession` is the daemon's own session with two stamps: the moment the SDK
-  hands it a server message (before the session has looked at it), and the moment a tool
+* :class:`TimedLiveSession` is the daemon's own session with two stamps: the moment a checked
+  server message reaches it (before the session has looked at it), and the moment a tool
   response has been handed to the socket.
 * :class:`PacedPcm` wraps the real ALSA PCM of the speaker. The ``file`` plugin of the
   virtual sound card takes any amount of audio at once; a real device takes one period per
@@ -23,6 +23,7 @@ from typing import Any
 from google.genai import types
 
 from device.alsa_pcm import Pcm, PcmGrant, PcmOpener, PcmRequest, open_alsa_pcm
+from services.live.inbound import ServerMessage
 from services.live.session import LiveSession
 
 # Bounds on what the stamps may hold: a run records well under these.
@@ -54,10 +55,10 @@ class TimedLiveSession(LiveSession):
         self.responded: dict[str, float] = {}
         self.turns_completed = 0
 
-    def _on_message(self, message: types.LiveServerMessage) -> bool:
+    def _on_message(self, message: ServerMessage) -> bool:
         now = time.monotonic()
-        calls = (message.tool_call.function_calls or []) if message.tool_call else []
-        content = message.server_content
+        calls = message.tool_calls or ()
+        content = message.content
         interrupted = bool(content is not None and content.interrupted)
         if content is not None and content.turn_complete:
             self.turns_completed += 1
@@ -65,8 +66,8 @@ class TimedLiveSession(LiveSession):
             self.received.append(
                 Received(
                     now,
-                    tuple(fc.id or "" for fc in calls),
-                    tuple(fc.name or "" for fc in calls),
+                    tuple(fc.id for fc in calls),
+                    tuple(fc.name for fc in calls),
                     interrupted,
                 )
             )

@@ -21,6 +21,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -38,7 +39,9 @@ from device.audio import AudioSource, CaptureStats
 from device.capture import AlsaAudioSource
 from device.config import Settings, parse_settings
 from device.daemon import Daemon, Observation
+from device.frames import FrameBridge
 from device.playback import AlsaAudioSink
+from device.vad import level_db
 from device.virtual_audio import MIC_PCM, SPEAKER_PCM, install_asoundrc, speak
 from services.tools.registry import ToolSpec
 
@@ -263,6 +266,7 @@ class ReplaySource:
         self._on_frame = on_frame
         self._n = 0
         self._gated = 0
+        self._gated_levels: deque[float] = deque(maxlen=FrameBridge.GATED_LEVELS)
         self._started: float | None = None
 
     @property
@@ -274,6 +278,12 @@ class ReplaySource:
     def stats(self) -> CaptureStats:
         """Frames taken and gated."""
         return CaptureStats(frames_in=self._n, dropped=0, gated=self._gated, xruns=0, reopens=0)
+
+    def take_gated_levels(self) -> list[float]:
+        """Loudness of the frames gated since the last call, as the ALSA source keeps it."""
+        levels = list(self._gated_levels)
+        self._gated_levels.clear()
+        return levels
 
     async def __aenter__(self) -> Self:
         return self
@@ -302,6 +312,7 @@ class ReplaySource:
             if not self.paused:
                 return frame
             self._gated += 1
+            self._gated_levels.append(level_db(frame))
 
 
 def _size(obj: object, attr: str) -> int:

@@ -36,6 +36,12 @@ TARGETS: tuple[tuple[str, tuple[str, ...], float, str], ...] = (
     ("listening, CPU of one core", ("cost", "cpu_pct_listening"), 2.0, "%"),
     ("peak RSS", ("cost", "rss_peak_mib"), 100.0, "MiB"),
     ("start → READY", ("cost", "ready_s"), 3.0, "s"),
+    (
+        "RSS growth over the soak, after its warm-up",
+        ("soak", "rss_growth_after_warmup_mib"),
+        1.0,
+        "MiB",
+    ),
 )
 # Metric → its target, for the plot.
 PLOT_TARGETS = {
@@ -293,6 +299,41 @@ def _scaling_md(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _soak_md(report: dict[str, Any]) -> list[str]:
+    soak = report["soak"]
+    points = soak["checkpoints"]
+    lines = [
+        f"The daemon as installed (`pi-live-voice run`, `tracemalloc` on) for "
+        f"{soak['minutes']:g} minutes in real time on the virtual sound card: a request every "
+        f"{soak['turn_every_s']:g} s, each answered after a `set_output` call and followed by "
+        f"a `goAway`, so it reconnected {soak['reconnects']} times over {soak['turns']} turns. "
+        "The figures at the first checkpoint, after the warm-up and at the end:",
+        "",
+        "| | start | after the warm-up | end | growth after the warm-up |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        f"| RSS, MiB | {soak['rss_start_mib']:.1f} | {soak['rss_warm_mib']:.1f} | "
+        f"{soak['rss_end_mib']:.1f} | {soak['rss_growth_after_warmup_mib']:+.2f} |",
+        f"| RSS less tracemalloc's tables, MiB | {points[0]['rss_untraced_mib']:.1f} | "
+        f"{soak['untraced_warm_mib']:.1f} | {soak['untraced_end_mib']:.1f} | "
+        f"{soak['untraced_growth_after_warmup_mib']:+.2f} |",
+        f"| traced Python heap, MiB | {points[0]['traced_mib']:.1f} | "
+        f"{soak['traced_warm_mib']:.1f} | {soak['traced_end_mib']:.1f} | "
+        f"{soak['traced_growth_after_warmup_mib']:+.2f} |",
+        "",
+        f"The warm-up is the first {soak['warmup_min']:g} minutes. Where the traced heap grew "
+        "most from the end of the warm-up to the end:",
+        "",
+        "| site | growth KiB | blocks | live KiB |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    lines += [
+        f"| `{row['site']}` | {row['growth_kib']:+.1f} | {row['blocks']:+d} | "
+        f"{row['size_kib']:.1f} |"
+        for row in soak["top_growth"][:5]
+    ]
+    return lines
+
+
 def markdown(report: dict[str, Any], extras: Extras) -> str:
     """The human report."""
     m = report["machine"]
@@ -400,6 +441,10 @@ def markdown(report: dict[str, Any], extras: Extras) -> str:
         "time. Sizes at each checkpoint (the stand-in's rows are the stand-in, not the device):",
         "",
         *_scaling_md(report),
+        "",
+        "### Soak",
+        "",
+        *_soak_md(report),
         "",
         "## 4. A race, drawn",
         "",

@@ -16,11 +16,11 @@ import logging
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bench import components, cost, latency, plots, scaling
+from bench import components, cost, latency, plots, scaling, soak
 from bench.cost import CostResult, ImportCost
 from bench.families import (
     CLIENTS,
@@ -39,6 +39,7 @@ from bench.pool import Job, quiet_logging, run_in_workers
 from bench.probe_runner import ROOT
 from bench.report import PLOT_TARGETS, Extras, codes, family, markdown, targets
 from bench.scaling import ScalingResult
+from bench.soak import SoakResult
 from bench.stats import summarize
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,10 @@ class Size:
     scaling_min: tuple[float, ...]
     import_runs: int
     component_s: float
+    soak_min: float  # the soak in real time (bench.soak); its warm-up and checkpoint period
+    soak_warmup_min: float
+    soak_every_s: float
+    soak_turn_every_s: float
 
 
 SIZES = {
@@ -82,6 +87,10 @@ SIZES = {
         scaling_min=(0.5, 1.0),
         import_runs=1,
         component_s=3.0,
+        soak_min=0.5,
+        soak_warmup_min=0.2,
+        soak_every_s=5.0,
+        soak_turn_every_s=10.0,
     ),
     "full": Size(
         race_runs=1000,
@@ -98,6 +107,10 @@ SIZES = {
         scaling_min=(1.0, 10.0, 60.0),
         import_runs=5,
         component_s=30.0,
+        soak_min=60.0,
+        soak_warmup_min=10.0,
+        soak_every_s=60.0,
+        soak_turn_every_s=50.0,
     ),
 }
 
@@ -111,6 +124,7 @@ class Measured:
     imports: ImportCost
     scaling: ScalingResult
     components: dict[str, float]
+    soak: SoakResult
     race: list[Outcome]
     faults: list[Outcome]
     loop_lag_ms: list[float]
@@ -173,8 +187,16 @@ async def _quiet(size: Size, workdir: Path, clock: _Clock) -> tuple[Any, ...]:
     scaling_result = await scaling.measure(workdir, size.scaling_min)
     clock.start("components", f"stage costs over {size.component_s:g} s of audio")
     stages = await components.measure(workdir, size.component_s)
+    clock.start("soak", f"soak: {size.soak_min:g} minutes in real time")
+    soak_result = await soak.measure(
+        workdir,
+        size.soak_min,
+        warmup_min=size.soak_warmup_min,
+        every_s=size.soak_every_s,
+        turn_every_s=size.soak_turn_every_s,
+    )
     clock.stop()
-    return imports, cost_result, latency_result, scaling_result, stages
+    return imports, cost_result, latency_result, scaling_result, stages, soak_result
 
 
 def measure(size: Size) -> Measured:
@@ -182,7 +204,7 @@ def measure(size: Size) -> Measured:
     clock = _Clock()
     with tempfile.TemporaryDirectory(prefix="plv-bench-") as tmp:
         workdir = Path(tmp)
-        imports, cost_result, latency_result, scaling_result, stages = asyncio.run(
+        imports, cost_result, latency_result, scaling_result, stages, soak_result = asyncio.run(
             _quiet(size, workdir, clock)
         )
         race_jobs, fault_jobs = _jobs(size)
@@ -200,6 +222,7 @@ def measure(size: Size) -> Measured:
         imports=imports,
         scaling=scaling_result,
         components=stages,
+        soak=soak_result,
         race=race.outcomes,
         faults=faults.outcomes,
         loop_lag_ms=race.loop_lag_ms,
@@ -260,6 +283,20 @@ def _notes(report: dict[str, Any], m: Measured) -> list[str]:
             notes.append(
                 "The speaker is dropped only once the worker's current period write returns; "
                 "a period longer than 20 ms, or a slow drop, shows up here."
+            )
+        elif name.startswith("RSS growth"):
+            soak_report = report["soak"]
+            top = soak_report["top_growth"][0] if soak_report["top_growth"] else None
+            where = (
+                f"; the traced heap grew most at {top['site']} ({top['growth_kib']:+.0f} KiB)"
+                if top
+                else ""
+            )
+            notes.append(
+                f"RSS grew {soak_report['rss_growth_after_warmup_mib']:.2f} MiB after the soak's "
+                f"warm-up ({soak_report['untraced_growth_after_warmup_mib']:.2f} MiB without "
+                f"tracemalloc's tables, {soak_report['traced_growth_after_warmup_mib']:.2f} MiB "
+                f"of traced heap){where}."
             )
         elif "resumed" in name:
             notes.append(
@@ -346,6 +383,7 @@ def build_report(
         },
         "components_ms_per_s": m.components,
         "scaling": {"checkpoints": m.scaling.checkpoints, "wall_s": round(m.scaling.wall_s, 1)},
+        "soak": asdict(m.soak),
         "race_loop_lag_ms": lag,
         "phase_wall_s": m.phase_s,
     }
@@ -373,6 +411,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=Path(__file__).resolve().parent, help="where the report goes"
     )
+    parser.add_argument(
+        "--soak-min", type=float, default=None, help="the soak's length (default: the size's)"
+    )
     args = parser.parse_args(argv)
     quiet_logging()
     for name in ("bench", log.name):  # log.name is __main__ under python -m
@@ -384,6 +425,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     header = {"date": now(), "machine": machine(), "versions": versions(ROOT)}
     size = SIZES[args.size]
+    if args.soak_min is not None:
+        warmup = min(size.soak_warmup_min, args.soak_min / 2)
+        size = replace(size, soak_min=args.soak_min, soak_warmup_min=warmup)
     measured = measure(size)
     report, extras = build_report(args.size, size, measured, header, time.monotonic() - started)
     plots.latency_figure(_latency_samples(measured), PLOT_TARGETS, out / "latency.png")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +53,14 @@ def sdk_client(em: Emulator) -> genai.Client:
     )
 
 
-def plain_config() -> types.LiveConnectConfig:
-    """The connect config of the getting-started example: audio out, automatic detection."""
-    return types.LiveConnectConfig(response_modalities=[types.Modality.AUDIO])
+def plain_config(functions: Iterable[str] = ()) -> types.LiveConnectConfig:
+    """The connect config of the getting-started example: audio out, automatic detection, and
+    the ``functions`` it declares (the stand-in's model calls no others)."""
+    declared = [types.FunctionDeclaration(name=name, description=name) for name in functions]
+    return types.LiveConnectConfig(
+        response_modalities=[types.Modality.AUDIO],
+        tools=[types.Tool(function_declarations=declared)] if declared else None,
+    )
 
 
 def turns_answered(em: Emulator) -> int:

@@ -41,9 +41,13 @@ class CaptureSettings:
     queue_frames: int = 50
     retry: Backoff = field(default_factory=Backoff)
     close_timeout_s: float = 2.0
+    # Audio faster than this many times real time is no microphone (an input at end of file);
+    # None for a source fed faster on purpose (a recording replayed as fast as it is read).
+    max_speed: float | None = 2.0
 
     def __post_init__(self) -> None:
         _require(bool(self.device), "capture device name is empty")
+        _require(self.max_speed is None or self.max_speed > 1, "max_speed must be > 1")
         _require(self.frame_ms in VAD_FRAME_MS, f"frame_ms must be one of {VAD_FRAME_MS}")
         _require(self.device_rate is None or self.device_rate > 0, "device_rate must be > 0")
         _require(self.channels >= 1, "channels must be >= 1")
@@ -89,6 +93,9 @@ class CaptureStats:
     xruns: int  # overruns the device reported (audio lost, stream recovered)
     reopens: int  # times the device failed and was opened again
     device_open: bool = True  # False while the device is missing and being retried
+    # True from the moment an open device delivered no microphone audio (too fast, empty, a
+    # stuck value) until it delivers audio again, through every reopen attempt in between.
+    stalled: bool = False
 
 
 @dataclass(frozen=True)
@@ -120,6 +127,11 @@ class AudioSource(Protocol):
     @property
     def stats(self) -> CaptureStats:
         """A snapshot of the counters."""
+        ...
+
+    def take_gated_levels(self) -> list[float]:
+        """The loudness (:func:`device.vad.level_db`) of the frames discarded while paused
+        since the last call, oldest first (the newest few seconds' worth at most)."""
         ...
 
     async def __aenter__(self) -> Self: ...

@@ -6,14 +6,17 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from types import TracebackType
 from typing import Self
 
 from device.alsa_pcm import Pcm, PcmError, PcmGrant, PcmOpener, PcmRequest, open_alsa_pcm
 from device.audio import INPUT_RATE, CaptureSettings, CaptureStats
+from device.capture_check import StreamCheck
 from device.frames import BridgeClosed, FrameBridge, Rechunker, frame_bytes
 from device.resample import StreamResampler, to_mono
+from device.vad import level_db
 
 log = logging.getLogger(__name__)
 
@@ -23,13 +26,20 @@ def _resolve(future: concurrent.futures.Future[None]) -> None:
         future.set_result(None)
 
 
+class CaptureStalled(PcmError):
+    """The device reads without error but delivers no microphone audio; reopen it."""
+
+
 class AlsaAudioSource:
     """An :class:`~device.audio.AudioSource` reading an ALSA capture PCM.
 
     One worker thread owns the PCM: it opens it (retrying with back-off while it is missing),
     reads periods of whatever size the device grants, converts them to 16 kHz mono, cuts them
     into VAD frames and hands each frame to the event loop through one :class:`FrameBridge`.
-    ``opener`` is the seam to the hardware; the default opens a real ALSA PCM.
+    A device that reads but delivers no microphone audio (:class:`StreamCheck`) is stalled:
+    it is logged once, closed and reopened with the same back-off, and counts as stalled until
+    real audio flows again. ``opener`` is the seam to the hardware; the default opens a real
+    ALSA PCM.
     """
 
     def __init__(self, settings: CaptureSettings, *, opener: PcmOpener = open_alsa_pcm) -> None:
@@ -45,6 +55,8 @@ class AlsaAudioSource:
         self._xruns = 0
         self._reopens = 0
         self._device_open = False
+        self._stalled = False
+        self._proved = False  # the open device delivered a healthy window of audio
 
     @property
     def frame_bytes(self) -> int:
@@ -67,6 +79,10 @@ class AlsaAudioSource:
         if self._bridge is not None:
             self._bridge.paused = value
 
+    def take_gated_levels(self) -> list[float]:
+        """Loudness (:func:`device.vad.level_db`) of the frames gated since the last call."""
+        return [] if self._bridge is None else self._bridge.take_gated_levels()
+
     @property
     def stats(self) -> CaptureStats:
         """A snapshot of the counters."""
@@ -78,12 +94,13 @@ class AlsaAudioSource:
             xruns=self._xruns,
             reopens=self._reopens,
             device_open=self._device_open,
+            stalled=self._stalled,
         )
 
     async def __aenter__(self) -> Self:
         if self._thread is not None:
             raise RuntimeError("an AlsaAudioSource can be entered only once")
-        bridge = FrameBridge(asyncio.get_running_loop(), self._settings.queue_frames)
+        bridge = FrameBridge(asyncio.get_running_loop(), self._settings.queue_frames, level_db)
         bridge.paused = self._paused
         self._bridge = bridge
         first_attempt: concurrent.futures.Future[None] = concurrent.futures.Future()
@@ -168,14 +185,10 @@ class AlsaAudioSource:
                         delays = self._settings.retry.delays()
                 except PcmError as exc:
                     self._device_open = False
+                    if self._proved:
+                        delays = self._settings.retry.delays()
                     delay = next(delays)
-                    log.warning(
-                        "capture device %r failed: %s; reopening in %.2f s",
-                        request.device,
-                        exc,
-                        delay,
-                        extra={"AUDIO_DEVICE": request.device},
-                    )
+                    self._failed(request.device, exc, delay)
                     self._stop.wait(delay)
                 finally:
                     self._device_open = False
@@ -185,6 +198,29 @@ class AlsaAudioSource:
             bridge.close_threadsafe()  # ending the iterator beats a silent hang
         finally:
             _resolve(first_attempt)
+
+    def _failed(self, device: str, exc: PcmError, delay: float) -> None:
+        if not isinstance(exc, CaptureStalled):
+            log.warning(
+                "capture device %r failed: %s; reopening in %.2f s",
+                device,
+                exc,
+                delay,
+                extra={"AUDIO_DEVICE": device},
+            )
+        elif not self._stalled:
+            self._stalled = True
+            log.warning(
+                "capture device %r delivers no microphone audio: %s; reopening with back-off "
+                "(first in %.2f s) until it does",
+                device,
+                exc,
+                delay,
+                extra={"AUDIO_DEVICE": device},
+            )
+        else:
+            # Once per stretch: the journal has the first line, and will have the recovery.
+            log.debug("capture device %r still stalled: %s; reopen in %.2f s", device, exc, delay)
 
     def _pump(self, pcm: Pcm, request: PcmRequest, bridge: FrameBridge) -> bool:
         """Read until stopped; returns whether any period was read (raises on device failure)."""
@@ -206,8 +242,25 @@ class AlsaAudioSource:
             extra={"AUDIO_DEVICE": request.device},
         )
         read_any = False
+        self._proved = False
+        check = StreamCheck(
+            grant.rate, grant.buffer_frames, grant.channels, self._settings.max_speed
+        )
         while not self._stop.is_set():
             data = pcm.read()
+            if data is not None:
+                problem = check.feed(data, time.monotonic())
+                if problem is not None:
+                    raise CaptureStalled(problem)
+                if check.healthy_windows and not self._proved:
+                    self._proved = True
+                    if self._stalled:
+                        self._stalled = False
+                        log.info(
+                            "capture device %r delivers audio again",
+                            request.device,
+                            extra={"AUDIO_DEVICE": request.device},
+                        )
             if data is None:
                 self._xruns += 1
                 log.warning(

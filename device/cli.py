@@ -44,17 +44,36 @@ def _run_daemon(args: argparse.Namespace) -> int:
 
 def _check_config(args: argparse.Namespace) -> int:
     from device.config import EX_CONFIG, ConfigError, load_api_key, load_settings
+    from services.live.profiles import plan_setup
 
     try:
         settings = load_settings(args.config)
+        api_key = load_api_key()
     except ConfigError as exc:
         print(f"pi-live-voice: {exc}", file=sys.stderr)
         return EX_CONFIG
     print(
         f"{args.config}: OK ({len(settings.outputs)} outputs, button mode {settings.button.mode})"
     )
-    if load_api_key() is None:
+    print(f"profile: {settings.live.profile.name} (model {settings.live.model})")
+    for key, reason in plan_setup(settings.live.profile, settings.live.setup_request).left_out:
+        print(f"warning: live.{key} will be left out of the setup: {reason}")
+    if api_key is None:
         print("note: no API key in GEMINI_API_KEY, GOOGLE_API_KEY or $CREDENTIALS_DIRECTORY")
+    return _check_transport()
+
+
+def _check_transport() -> int:
+    """Prove the SDK internals the send path reads are still where the code expects."""
+    import asyncio
+
+    from services.live.transport import SEAM_ADVICE, check_seam
+
+    problem = asyncio.run(check_seam())
+    if problem is not None:
+        print(f"pi-live-voice: transport seam broken: {problem}; {SEAM_ADVICE}", file=sys.stderr)
+        return 1
+    print("transport seam: OK (google-genai and websockets internals as pinned)")
     return 0
 
 

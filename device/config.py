@@ -9,9 +9,11 @@ directory. An error names the file, the key and the reason; the command exits wi
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,9 +22,21 @@ from device.echo import EchoMode, EchoSettings
 from device.events import ButtonMode
 from device.pins import FACTORIES
 from device.vad import StartTrigger, VadSettings
+from services.live.profiles import THINKING_LEVELS, ProfileError, check_request
 from services.live.settings import LiveSettings
+from services.live.usage import Prices
+from services.settings_reader import SettingError, Table
+from services.settings_rules import (
+    FileProblem,
+    between,
+    ca_file,
+    excerpt,
+    one_line,
+    read_small_text,
+    text_rule,
+    url_problem,
+)
 from services.tools.declarations import (
-    SettingError,
     ToolDeclaration,
     parse_home_assistant,
     parse_mqtt,
@@ -32,21 +46,36 @@ from services.tools.declarations import (
 from services.tools.ha_device import HaDeviceSettings
 from services.tools.home_assistant import HomeAssistantSettings
 from services.tools.mqtt import MqttSettings
+from services.tools.registry import Behavior, Scheduling
 
 DEFAULT_PATH = Path("/etc/pi-live-voice/config.toml")
 EX_CONFIG = 78
+# What the commands print before a ConfigError, and the bound on the whole line.
+MESSAGE_PREFIX = "pi-live-voice: "
+MAX_MESSAGE_CHARS = 300
+MAX_CONFIG_BYTES = 1024 * 1024
 API_KEY_CREDENTIAL = "gemini-api-key"
 OUTPUT_KINDS = ("relay", "led", "pwm")
 # The GPIO tools' names; a [[tools]] entry may not take them.
 GPIO_TOOL_NAMES = ("set_output", "get_outputs")
-T = TypeVar("T")
+E = TypeVar("E", bound=StrEnum)
 
 
 class ConfigError(Exception):
-    """A configuration that cannot be used; ``str()`` is the one-line message to print."""
+    """A configuration that cannot be used; ``str()`` is the one-line message to print.
+
+    Every part is escaped and cut so that the printed line stays within
+    :data:`MAX_MESSAGE_CHARS`, whatever the file's name, keys or values."""
 
     def __init__(self, path: Path | str, key: str, reason: str) -> None:
-        super().__init__(f"{path}: {key}: {reason}" if key else f"{path}: {reason}")
+        shown = str(path)
+        if len(shown) > 100:
+            shown = "…" + shown[-99:]
+        shown = one_line(shown, 100)
+        key = one_line(key, 80)
+        room = MAX_MESSAGE_CHARS - len(MESSAGE_PREFIX) - len(shown) - len(key) - 4
+        reason = one_line(reason, room)
+        super().__init__(f"{shown}: {key}: {reason}" if key else f"{shown}: {reason}")
         self.path = path
         self.key = key
         self.reason = reason
@@ -105,87 +134,47 @@ class Settings:
     leds: LedSettings = field(default_factory=LedSettings)
     outputs: tuple[OutputSettings, ...] = ()
     gpio_tool_timeout_s: float = 2.0
+    # None: the model profile's default behaviour for set_output and get_outputs.
+    gpio_tool_behavior: Behavior | None = None
+    gpio_tool_scheduling: Scheduling | None = None
     health_interval_s: float = 60.0
     ready_timeout_s: float = 30.0
     mqtt: MqttSettings | None = None
     ha_device: HaDeviceSettings | None = None
     home_assistant: HomeAssistantSettings | None = None
     tools: tuple[ToolDeclaration, ...] = ()
+    # US dollars per million tokens; None: tokens are counted, not priced.
+    prices: Prices | None = None
 
 
-class _Table:
-    """Reads one TOML table, remembering which keys were asked for."""
-
-    def __init__(self, path: Path, name: str, data: Any) -> None:
-        if not isinstance(data, dict):
-            raise ConfigError(path, name, f"must be a table, got {type(data).__name__}")
-        self.path = path
-        self.name = name
-        self.data: dict[str, Any] = data
-        self.seen: set[str] = set()
-
-    def key(self, key: str) -> str:
-        return f"{self.name}.{key}" if self.name else key
-
-    def fail(self, key: str, reason: str) -> ConfigError:
-        return ConfigError(self.path, self.key(key), reason)
-
-    def get(
-        self,
-        key: str,
-        kind: type[T] | tuple[type, ...],
-        default: T,
-        check: Callable[[Any], str | None] | None = None,
-    ) -> T:
-        self.seen.add(key)
-        if key not in self.data:
-            return default
-        value = self.data[key]
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if isinstance(value, bool) and bool not in kinds:
-            raise self.fail(key, f"expected {_names(kinds)}, got {value!r}")
-        if not isinstance(value, kinds):
-            raise self.fail(key, f"expected {_names(kinds)}, got {value!r}")
-        if check is not None and (problem := check(value)) is not None:
-            raise self.fail(key, problem)
-        return value  # type: ignore[return-value]
-
-    def optional(
-        self, key: str, kind: type[T], check: Callable[[Any], str | None] | None = None
-    ) -> T | None:
-        value: T | None = self.get(key, (kind,), None, check)
-        return value
-
-    def done(self) -> None:
-        unknown = sorted(set(self.data) - self.seen)
-        if unknown:
-            raise self.fail(unknown[0], "unknown key")
-
-
-def _names(kinds: tuple[type, ...]) -> str:
-    words = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
-    return " or ".join(words.get(k, k.__name__) for k in kinds)
-
-
-def _between(low: float, high: float) -> Callable[[Any], str | None]:
-    return lambda v: (
-        None if low <= v <= high else f"must be between {low:g} and {high:g}, got {v!r}"
-    )
-
-
-def _positive(v: Any) -> str | None:
-    return None if v > 0 else f"must be positive, got {v!r}"
+_between = between
 
 
 def _one_of(*choices: str) -> Callable[[Any], str | None]:
-    return lambda v: None if v in choices else f"must be one of {', '.join(choices)}; got {v!r}"
+    return lambda v: (
+        None if v in choices else f"must be one of {', '.join(choices)}; got {excerpt(v)}"
+    )
+
+
+# The forms of the [live] and [audio] strings.
+MODEL = text_rule(
+    128, re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*"), "letters, digits, '.', '_', '-' and '/' only"
+)
+VOICE = text_rule(64, re.compile(r"[A-Za-z0-9_-]+"), "letters, digits, _ and - only")
+INSTRUCTION = text_rule(32_000, re.compile(r"[^\x00]*"), "no NUL characters")
+PCM_NAME = text_rule(
+    128, re.compile(r"[^\s\x00-\x1f\x7f]+"), "an ALSA PCM name without spaces (default, hw:1)"
+)
+OUTPUT_NAME = text_rule(64, re.compile(r"[A-Za-z0-9_]+"), "letters, digits and _ only")
+DESCRIPTION = text_rule(1000)
+ENDPOINT_SCHEMES = ("https", "http", "wss", "ws")
 
 
 GPIO_PIN = _between(0, 27)
 NUMBER = (int, float)
 
 
-def _pin(t: _Table, key: str, default: int | None) -> int | None:
+def _pin(t: Table, key: str, default: int | None) -> int | None:
     """A BCM pin number, or ``false`` for a part that is not fitted."""
     value = t.get(key, (int, bool), default if default is not None else False)
     if value is True:
@@ -197,8 +186,8 @@ def _pin(t: _Table, key: str, default: int | None) -> int | None:
     return int(value)
 
 
-def _live(path: Path, data: Any) -> LiveSettings:
-    t = _Table(path, "live", data)
+def _live(data: Any) -> LiveSettings:
+    t = Table("live", data)
     if "api_key" in t.data:
         raise t.fail(
             "api_key",
@@ -206,40 +195,56 @@ def _live(path: Path, data: Any) -> LiveSettings:
             f"systemd a credential named {API_KEY_CREDENTIAL!r}",
         )
     defaults = LiveSettings()
-    ca = t.optional("ca_file", str)
+    ca = t.optional("ca_file", str, lambda v: None if v else "must not be empty")
     live = LiveSettings(
-        model=t.get("model", str, defaults.model),
-        voice=t.optional("voice", str),
-        system_instruction=t.optional("system_instruction", str),
+        model=t.get("model", str, defaults.model, MODEL),
+        voice=t.optional("voice", str, VOICE),
+        system_instruction=t.optional("system_instruction", str, INSTRUCTION),
         manual_activity=True,
         input_transcription=t.get("input_transcription", bool, True),
         output_transcription=t.get("output_transcription", bool, True),
         resumption=t.get("resumption", bool, True),
         context_compression=t.get("context_compression", bool, True),
-        base_url=t.optional("endpoint", str),
+        base_url=t.optional("endpoint", str, lambda v: url_problem(v, ENDPOINT_SCHEMES)),
         api_version=t.get("api_version", str, "v1beta", _one_of("v1beta", "v1alpha")),
         ca_file=None if ca is None else Path(ca),
-        connect_timeout_s=float(t.get("connect_timeout_s", NUMBER, 10.0, _positive)),
-        stall_timeout_s=float(t.get("stall_timeout_s", NUMBER, 20.0, _positive)),
+        connect_timeout_s=float(
+            t.get("connect_timeout_s", NUMBER, 10.0, _between(0.5, 120, "seconds"))
+        ),
+        stall_timeout_s=float(t.get("stall_timeout_s", NUMBER, 20.0, _between(1, 600, "seconds"))),
+        ping_interval_s=float(t.get("ping_interval_s", NUMBER, 20.0, _between(1, 300, "seconds"))),
+        ping_timeout_s=float(t.get("ping_timeout_s", NUMBER, 60.0, _between(1, 600, "seconds"))),
         response_cap_chars=t.get("response_cap_chars", int, 8000, _between(256, 1_000_000)),
+        # -1 asks for dynamic thinking, 0 for none.
+        thinking_budget=t.optional("thinking_budget", int, _between(-1, 32768)),
+        thinking_level=t.optional("thinking_level", str, _one_of(*THINKING_LEVELS)),
+        proactive_audio=t.optional("proactive_audio", bool),
+        affective_dialog=t.optional("affective_dialog", bool),
     )
     t.done()
-    if live.ca_file is not None and not live.ca_file.is_file():
-        raise t.fail("ca_file", f"no such file: {live.ca_file}")
+    try:
+        check_request(live.profile, live.setup_request)
+    except ProfileError as exc:
+        raise t.fail(exc.key, exc.reason) from exc
+    if ca is not None:
+        try:
+            ca_file(ca)
+        except FileProblem as exc:
+            raise t.fail("ca_file", str(exc)) from exc
     return live
 
 
-def _audio(path: Path, data: Any) -> tuple[CaptureSettings, PlaybackSettings]:
-    t = _Table(path, "audio", data)
+def _audio(data: Any) -> tuple[CaptureSettings, PlaybackSettings]:
+    t = Table("audio", data)
     rate = _between(8000, 192000)
     frame_ms = t.get("frame_ms", int, 20, _one_of_int(10, 20, 30))
     capture = CaptureSettings(
-        device=t.get("capture_device", str, "default"),
+        device=t.get("capture_device", str, "default", PCM_NAME),
         device_rate=t.optional("capture_rate", int, rate),
         frame_ms=frame_ms,
     )
     playback = PlaybackSettings(
-        device=t.get("playback_device", str, "default"),
+        device=t.get("playback_device", str, "default", PCM_NAME),
         device_rate=t.optional("playback_rate", int, rate),
         jitter_ms=t.get("jitter_ms", int, 60, _between(0, 1000)),
     )
@@ -247,12 +252,19 @@ def _audio(path: Path, data: Any) -> tuple[CaptureSettings, PlaybackSettings]:
     return capture, playback
 
 
+def _enum(t: Table, key: str, kind: type[E]) -> E | None:
+    value = t.optional(key, str, _one_of(*(m.value for m in kind)))
+    return None if value is None else kind(value)
+
+
 def _one_of_int(*choices: int) -> Callable[[Any], str | None]:
-    return lambda v: None if v in choices else f"must be one of {', '.join(map(str, choices))}"
+    return lambda v: (
+        None if v in choices else f"must be one of {', '.join(map(str, choices))}; got {v}"
+    )
 
 
-def _vad(path: Path, data: Any, frame_ms: int) -> VadSettings:
-    t = _Table(path, "vad", data)
+def _vad(data: Any, frame_ms: int) -> VadSettings:
+    t = Table("vad", data)
     d = VadSettings()
     start = StartTrigger(
         voiced_frames=t.get("start_voiced_frames", int, d.start.voiced_frames, _between(1, 50)),
@@ -277,8 +289,8 @@ def _vad(path: Path, data: Any, frame_ms: int) -> VadSettings:
     return settings
 
 
-def _echo(path: Path, data: Any) -> EchoSettings:
-    t = _Table(path, "echo", data)
+def _echo(data: Any) -> EchoSettings:
+    t = Table("echo", data)
     mode = t.get("mode", str, EchoMode.HALF_DUPLEX.value, _one_of(*(m.value for m in EchoMode)))
     settings = EchoSettings(
         mode=EchoMode(mode), tail_ms=t.get("tail_ms", int, 300, _between(0, 5000))
@@ -287,8 +299,8 @@ def _echo(path: Path, data: Any) -> EchoSettings:
     return settings
 
 
-def _button(path: Path, data: Any) -> ButtonSettings:
-    t = _Table(path, "button", data)
+def _button(data: Any) -> ButtonSettings:
+    t = Table("button", data)
     mode = t.get("mode", str, ButtonMode.PRESS.value, _one_of(*(m.value for m in ButtonMode)))
     settings = ButtonSettings(
         pin=_pin(t, "pin", ButtonSettings.pin),
@@ -301,15 +313,15 @@ def _button(path: Path, data: Any) -> ButtonSettings:
     return settings
 
 
-def _gpio(path: Path, data: Any) -> GpioSettings:
-    t = _Table(path, "gpio", data)
+def _gpio(data: Any) -> GpioSettings:
+    t = Table("gpio", data)
     settings = GpioSettings(pin_factory=t.optional("pin_factory", str, _one_of(*FACTORIES)))
     t.done()
     return settings
 
 
-def _leds(path: Path, data: Any) -> LedSettings:
-    t = _Table(path, "leds", data)
+def _leds(data: Any) -> LedSettings:
+    t = Table("leds", data)
     settings = LedSettings(
         status_pin=_pin(t, "status_pin", LedSettings.status_pin),
         status_pwm=t.get("status_pwm", bool, True),
@@ -325,15 +337,10 @@ def _outputs(path: Path, data: Any) -> tuple[OutputSettings, ...]:
     outputs = []
     names: set[str] = set()
     for i, item in enumerate(data):
-        t = _Table(path, f"outputs[{i}]", item)
-        name = t.get(
-            "name",
-            str,
-            "",
-            lambda v: None if v.replace("_", "").isalnum() else "letters, digits and _ only",
-        )
-        if not name:
+        t = Table(f"outputs[{i}]", item)
+        if "name" not in t.data:
             raise t.fail("name", "is required")
+        name = t.get("name", str, "", OUTPUT_NAME)
         if name in names:
             raise t.fail("name", f"{name!r} is declared twice")
         names.add(name)
@@ -346,11 +353,25 @@ def _outputs(path: Path, data: Any) -> tuple[OutputSettings, ...]:
                 pin=pin,
                 kind=t.get("kind", str, "relay", _one_of(*OUTPUT_KINDS)),
                 active_high=t.get("active_high", bool, True),
-                description=t.get("description", str, ""),
+                description=t.get("description", str, "", DESCRIPTION),
             )
         )
         t.done()
     return tuple(outputs)
+
+
+def _check_behaviors(path: Path, settings: Settings) -> None:
+    """Every tool's behaviour and scheduling must be one the model's profile takes."""
+    profile = settings.live.profile
+    claims = [
+        ("daemon.gpio_tool_", settings.gpio_tool_behavior, settings.gpio_tool_scheduling),
+        *((f"tools[{i}].", t.behavior, t.scheduling) for i, t in enumerate(settings.tools)),
+    ]
+    for prefix, behavior, scheduling in claims:
+        try:
+            profile.tool_behavior(behavior, scheduling)
+        except ProfileError as exc:
+            raise ConfigError(path, prefix + exc.key, exc.reason) from exc
 
 
 def _check_pins(path: Path, settings: Settings) -> None:
@@ -369,8 +390,25 @@ def _check_pins(path: Path, settings: Settings) -> None:
         used[pin] = key
 
 
+def _prices(data: Any) -> Prices | None:
+    """``[usage] prices``: what the model costs, per million tokens of each kind."""
+    t = Table("usage", data)
+    raw = t.optional("prices", dict)
+    t.done()
+    if raw is None:
+        return None
+    p = Table("usage.prices", raw)
+    values = {}
+    for key in ("input_text", "input_audio", "output_text", "output_audio"):
+        if key not in p.data:
+            raise p.fail(key, "is required (US dollars per million tokens)")
+        values[key] = p.number(key, 0.0, 0, 10_000)
+    p.done()
+    return Prices(**values)
+
+
 def _home_actions(
-    path: Path, top: _Table
+    top: Table,
 ) -> tuple[
     MqttSettings | None,
     HaDeviceSettings | None,
@@ -380,62 +418,76 @@ def _home_actions(
     """``[mqtt]``, ``[home_assistant]`` and ``[[tools]]``, parsed in services.tools."""
     mqtt_data = top.optional("mqtt", dict)
     ha_data = top.optional("home_assistant", dict)
-    try:
-        mqtt, device = (None, None) if mqtt_data is None else parse_mqtt(mqtt_data)
-        ha = None if ha_data is None else parse_home_assistant(ha_data)
-        tools = parse_tools(
-            top.get("tools", list, []),
-            mqtt=mqtt is not None,
-            home_assistant=ha is not None,
-            reserved=GPIO_TOOL_NAMES,
-        )
-    except SettingError as exc:
-        raise ConfigError(path, exc.key, exc.reason) from exc
+    mqtt, device = (None, None) if mqtt_data is None else parse_mqtt(mqtt_data)
+    ha = None if ha_data is None else parse_home_assistant(ha_data)
+    tools = parse_tools(
+        top.get("tools", list, []),
+        mqtt=mqtt is not None,
+        home_assistant=ha is not None,
+        reserved=GPIO_TOOL_NAMES,
+    )
     return mqtt, device, ha, tools
 
 
 def parse_settings(data: Mapping[str, Any], path: Path) -> Settings:
     """Validate decoded TOML ``data`` read from ``path``."""
-    top = _Table(path, "", dict(data))
-    mqtt, ha_device, home_assistant, tools = _home_actions(path, top)
-    capture, playback = _audio(path, top.get("audio", dict, {}))
-    daemon = _Table(path, "daemon", top.get("daemon", dict, {}))
+    try:
+        return _parse_settings(data, path)
+    except SettingError as exc:
+        raise ConfigError(path, exc.key, exc.reason) from exc
+
+
+def _parse_settings(data: Mapping[str, Any], path: Path) -> Settings:
+    top = Table("", dict(data))
+    mqtt, ha_device, home_assistant, tools = _home_actions(top)
+    capture, playback = _audio(top.get("audio", dict, {}))
+    daemon = Table("daemon", top.get("daemon", dict, {}))
     settings = Settings(
         path=path,
-        live=_live(path, top.get("live", dict, {})),
+        live=_live(top.get("live", dict, {})),
         capture=capture,
         playback=playback,
-        vad=_vad(path, top.get("vad", dict, {}), capture.frame_ms),
-        echo=_echo(path, top.get("echo", dict, {})),
-        gpio=_gpio(path, top.get("gpio", dict, {})),
-        button=_button(path, top.get("button", dict, {})),
-        leds=_leds(path, top.get("leds", dict, {})),
+        vad=_vad(top.get("vad", dict, {}), capture.frame_ms),
+        echo=_echo(top.get("echo", dict, {})),
+        gpio=_gpio(top.get("gpio", dict, {})),
+        button=_button(top.get("button", dict, {})),
+        leds=_leds(top.get("leds", dict, {})),
         outputs=_outputs(path, top.get("outputs", list, [])),
-        gpio_tool_timeout_s=float(daemon.get("gpio_tool_timeout_s", NUMBER, 2.0, _positive)),
+        gpio_tool_timeout_s=float(
+            daemon.get("gpio_tool_timeout_s", NUMBER, 2.0, _between(0.05, 60, "seconds"))
+        ),
+        gpio_tool_behavior=_enum(daemon, "gpio_tool_behavior", Behavior),
+        gpio_tool_scheduling=_enum(daemon, "gpio_tool_scheduling", Scheduling),
         health_interval_s=float(daemon.get("health_interval_s", NUMBER, 60.0, _between(1, 86400))),
         ready_timeout_s=float(daemon.get("ready_timeout_s", NUMBER, 30.0, _between(1, 600))),
         mqtt=mqtt,
         ha_device=ha_device,
         home_assistant=home_assistant,
         tools=tools,
+        prices=_prices(top.get("usage", dict, {})),
     )
     daemon.done()
     top.done()
     _check_pins(path, settings)
+    _check_behaviors(path, settings)
     return settings
 
 
 def load_settings(path: Path) -> Settings:
-    """Read and validate the config file at ``path``; raises :class:`ConfigError`."""
+    """Read and validate the config file at ``path``; raises :class:`ConfigError`.
+
+    A path that is not a regular file (a FIFO, a device, a directory) is refused without
+    being opened, and so is a file over :data:`MAX_CONFIG_BYTES`."""
     try:
-        with path.open("rb") as handle:
-            data = tomllib.load(handle)
-    except FileNotFoundError as exc:
-        raise ConfigError(path, "", "no such file") from exc
-    except OSError as exc:
-        raise ConfigError(path, "", f"cannot read: {exc.strerror}") from exc
+        text = read_small_text(path, MAX_CONFIG_BYTES)
+    except FileProblem as exc:
+        raise ConfigError(path, "", exc.reason) from exc
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, "", f"not valid TOML: {exc}") from exc
+    except RecursionError as exc:
+        raise ConfigError(path, "", "not valid TOML: nested too deeply") from exc
     return parse_settings(data, path)
 
 
@@ -444,7 +496,10 @@ def load_api_key(environ: Mapping[str, str] = os.environ) -> str | None:
     for name in ("GEMINI_API_KEY", "GOOGLE_API_KEY"):
         if environ.get(name):
             return environ[name].strip()
-    return read_credential(API_KEY_CREDENTIAL, environ)
+    try:
+        return read_credential(API_KEY_CREDENTIAL, environ)
+    except FileProblem as exc:
+        raise ConfigError(exc.path, "", exc.reason) from exc
 
 
 def require_api_key(config: Path, environ: Mapping[str, str] = os.environ) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import os
 import signal
@@ -50,7 +51,9 @@ from device.events import (
     TurnComplete,
 )
 from device.gpio import Indicators, Outputs, TalkButton
-from device.notify import SystemdSupervisor, Watchdog, watchdog_period
+from device.instance import EX_UNAVAILABLE, AlreadyRunning, InstanceLock
+from device.journal import protect
+from device.notify import SystemdSupervisor, Watchdog, capture_progress, watchdog_period
 from device.playback import AlsaAudioSink
 from device.state import DeviceStateMachine
 from services.live.session import (
@@ -60,18 +63,17 @@ from services.live.session import (
     LiveSessionFatal,
     SessionEvents,
 )
+from services.live.usage import UsageMeter
 from services.tools.actions import build_tools
 from services.tools.ha_device import HaDevice
 from services.tools.home_assistant import HomeAssistant
 from services.tools.mqtt import MqttConnection
-from services.tools.registry import ToolRegistry, ToolSpec
+from services.tools.registry import Behavior, Scheduling, ToolRegistry, ToolSpec
 
 log = logging.getLogger(__name__)
 
-# How long a turn the button opened waits for speech, and how long speech may stay unheard after a
-# pending tool call froze the VAD, before the turn is closed.
+# How long a turn the button opened waits for speech before the turn is closed.
 NO_SPEECH_S = 5.0
-RESYNC_QUIET_S = 1.0
 PLAYBACK_RECHECK_S = 0.02
 
 
@@ -124,7 +126,19 @@ def _rss_bytes() -> int:
     return pages * os.sysconf("SC_PAGE_SIZE")
 
 
-def gpio_tools(outputs: Outputs, timeout_s: float) -> list[ToolSpec]:
+def _why(exc: Exception) -> str:
+    """A loader's failure other than a :class:`ConfigError` (the loader turns every fault
+    of a file it knows into one), in a few words on one line."""
+    text = " ".join(str(exc).split())[:200]
+    return f"cannot be read: {type(exc).__name__}{': ' + text if text else ''}"
+
+
+def gpio_tools(
+    outputs: Outputs,
+    timeout_s: float,
+    behavior: Behavior | None = None,
+    scheduling: Scheduling | None = None,
+) -> list[ToolSpec]:
     """``set_output`` and ``get_outputs``, with the declared names as the only choices."""
     if not outputs.devices:
         return []
@@ -155,12 +169,16 @@ def gpio_tools(outputs: Outputs, timeout_s: float) -> list[ToolSpec]:
                 "additionalProperties": False,
             },
             timeout_s=timeout_s,
+            behavior=behavior,
+            scheduling=scheduling,
         ),
         ToolSpec(
             name="get_outputs",
             description="Read the state of every output of the device.",
             handler=get_outputs,
             timeout_s=timeout_s,
+            behavior=behavior,
+            scheduling=scheduling,
         ),
     ]
 
@@ -200,9 +218,20 @@ class Daemon(SessionEvents):
         )
         home_tools = build_tools(settings.tools, mqtt=self.mqtt, home_assistant=self.home_assistant)
         self.tools = ToolRegistry(
-            [*gpio_tools(self.outputs, settings.gpio_tool_timeout_s), *home_tools, *extra_tools]
+            [
+                *gpio_tools(
+                    self.outputs,
+                    settings.gpio_tool_timeout_s,
+                    settings.gpio_tool_behavior,
+                    settings.gpio_tool_scheduling,
+                ),
+                *home_tools,
+                *extra_tools,
+            ]
         )
         self.session = LiveSession(settings.live, self.tools, api_key, self)
+        self.usage = UsageMeter(prices=settings.prices)
+        self._usage_session: str | None = None
         self.endpointer = vad.Endpointer(settings.vad)
         self.echo = EchoGate(settings.echo, settings.vad.frame_ms)
         self._frame_ms = settings.vad.frame_ms
@@ -246,9 +275,8 @@ class Daemon(SessionEvents):
 
     # -- health ------------------------------------------------------------------------------
     def capture_progress(self) -> int | None:
-        """Frames captured so far; None while no microphone is open (it is being retried)."""
-        stats = self.source.stats
-        return stats.frames_in if stats.device_open else None
+        """What the watchdog judges capture by (:func:`~device.notify.capture_progress`)."""
+        return capture_progress(self.source.stats)
 
     def health(self) -> dict[str, int | float]:
         """The counters of the periodic health line (and the benchmarks)."""
@@ -264,6 +292,8 @@ class Daemon(SessionEvents):
             "RECONNECTS": session.reconnects,
             "TOOL_CALLS": session.tool_calls,
             "RSS_MIB": round(_rss_bytes() / 2**20, 1),
+            "TOKENS_TODAY": self.usage.today.tokens_in + self.usage.today.tokens_out,
+            **({"COST_TODAY": round(self.usage.today.cost, 4)} if self.usage.prices else {}),
         }
 
     async def _report_health(self) -> None:
@@ -293,10 +323,16 @@ class Daemon(SessionEvents):
         change there is reported, not half-applied. A config that no longer loads is refused
         and the running one kept.
         """
+        path = self.settings.path
         try:
-            new = load_settings(self.settings.path)
+            new = load_settings(path)
         except ConfigError as exc:
-            log.error("reload refused, keeping the running config: %s", exc)  # noqa: TRY400
+            log.error("reload refused: %s; the running config is kept", exc)  # noqa: TRY400
+            return []
+        except Exception as exc:  # whatever a broken file makes the loader raise
+            log.error(  # noqa: TRY400 - a bad file is no bug: one line, no traceback
+                "reload refused: %s: %s; the running config is kept", path, _why(exc)
+            )
             return []
         old = self.settings
         live = {"vad", "echo", "health_interval_s"}
@@ -308,8 +344,11 @@ class Daemon(SessionEvents):
             )
             if getattr(new, name) != getattr(old, name)
         ]
-        if new.gpio_tool_timeout_s != old.gpio_tool_timeout_s:
-            changed.append("gpio_tool_timeout_s")
+        changed += [
+            name
+            for name in ("gpio_tool_timeout_s", "gpio_tool_behavior", "gpio_tool_scheduling")
+            if getattr(new, name) != getattr(old, name)
+        ]
         self.settings = replace(old, **{name: getattr(new, name) for name in live})
         if new.vad != old.vad:
             self._next_vad = new.vad
@@ -366,8 +405,11 @@ class Daemon(SessionEvents):
                 if paused:
                     self.endpointer.freeze()
                 else:
+                    self.endpointer.learn_noise(self.source.take_gated_levels())
                     self.endpointer.resume()
-                    self._arm_quiet(RESYNC_QUIET_S)
+                    # The VAD restarts from a clean slate: a turn the call cut into ends after
+                    # the same silence as any other, not a longer grace.
+                    self._arm_quiet(self.settings.vad.hangover_ms / 1000)
             case SendActivity():
                 self._enqueue(command)
             case StreamCapture(on):
@@ -430,6 +472,10 @@ class Daemon(SessionEvents):
         if shut:
             self._observe(Observation("tool-call", ", ".join(name for _, name in calls)))
 
+    def on_background(self, calls: tuple[tuple[str, str], ...]) -> None:
+        self.indicators.tool_running(bool(calls))
+        self._observe(Observation("tool-running", ", ".join(name for _, name in calls)))
+
     def on_audio(self, pcm: bytes) -> None:
         if self.machine.accepting_audio:
             self.sink.write(pcm)
@@ -455,6 +501,30 @@ class Daemon(SessionEvents):
             extra={"TOOL_NAME": name, "TOOL_CALL_ID": call_id, "TOOL_MS": round(ms, 1)},
         )
         self._observe(Observation("tool-result", f"{name} → {payload}"))
+
+    def on_usage(self, usage: dict[str, Any]) -> None:
+        if self.session.session_id != self._usage_session:
+            self._usage_session = self.session.session_id
+            self.usage.new_session()
+        turn = self.usage.record(usage, dt.date.today())
+        today, priced = self.usage.today, self.usage.prices is not None
+        log.info(
+            "usage: this turn %d tokens in, %d out%s; this conversation %d in, %d out; "
+            "today %d in, %d out%s",
+            turn.tokens_in,
+            turn.tokens_out,
+            f", about ${turn.cost:.4f}" if priced else "",
+            self.usage.session.tokens_in,
+            self.usage.session.tokens_out,
+            today.tokens_in,
+            today.tokens_out,
+            f", about ${today.cost:.4f}" if priced else "",
+            extra={
+                "TOKENS_IN": turn.tokens_in,
+                "TOKENS_OUT": turn.tokens_out,
+                "COST_EST": round(turn.cost, 6) if priced else None,
+            },
+        )
 
     # -- tasks ------------------------------------------------------------------------------
     async def _capture(self) -> None:
@@ -540,8 +610,12 @@ class Daemon(SessionEvents):
                 await asyncio.sleep(PLAYBACK_RECHECK_S)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Run until ``stop`` is set, then stop in order: LEDs off, playback flushed, session
-        closed, audio released."""
+        """Run until ``stop`` is set, then stop in order: playback flushed, every task
+        cancelled and finished (the session closed, pending calls abandoned), audio released,
+        and only then the hardware: button released, outputs and LEDs off.
+
+        The hardware goes last because a task being cancelled still drives it: abandoning a
+        pending call darkens the tool-pending LED, which must not be closed by then."""
         loop = asyncio.get_running_loop()
         if self.settings.button.pin is not None:
             self._button = TalkButton(self.settings.button, self._pin_factory, self.dispatch, loop)
@@ -559,7 +633,6 @@ class Daemon(SessionEvents):
                 await stop.wait()
                 log.info("stopping")
                 self.supervisor.stopping()
-                self.indicators.close()
                 self.sink.flush()
                 if self.ha_device is not None:
                     await self.ha_device.goodbye()
@@ -568,8 +641,9 @@ class Daemon(SessionEvents):
         finally:
             if self._button is not None:
                 self._button.close()
-            self.outputs.close()
-            with contextlib.suppress(Exception):
+            try:
+                self.outputs.close()
+            finally:
                 self.indicators.close()
             if self.home_assistant is not None:
                 await self.home_assistant.aclose()
@@ -626,6 +700,14 @@ async def serve(daemon: Daemon, watchdog: Watchdog | None = None) -> None:
             watching.cancel()
 
 
+def credentials(settings: Settings) -> list[str | None]:
+    """The secrets ``settings`` carry, for the log redactor (the API key is known to it)."""
+    return [
+        settings.mqtt.password if settings.mqtt is not None else None,
+        settings.home_assistant.token if settings.home_assistant is not None else None,
+    ]
+
+
 def open_pins(settings: Settings) -> Any:
     """The pin factory the parts are built on, or None where none is fitted.
 
@@ -655,13 +737,36 @@ def _refuse_to_start(problem: ConfigError | pins.PinDriverError, config: Path) -
 
 
 def run_daemon(config: Path) -> int:
-    """``pi-live-voice run``: load the config, build the real hardware, serve."""
+    """``pi-live-voice run``: load the config, take the single-instance lock, build the real
+    hardware, serve."""
     try:
         settings = load_settings(config)
+        protect(credentials(settings))
         api_key = require_api_key(config)
-        pin_factory = open_pins(settings)
-    except (ConfigError, pins.PinDriverError) as exc:
+    except ConfigError as exc:
         return _refuse_to_start(exc, config)
+    lock = InstanceLock(config)
+    try:
+        lock.acquire()
+    except AlreadyRunning as exc:
+        log.error("%s", exc)  # noqa: TRY400 - the message is the whole story
+        print(f"pi-live-voice: {exc}", file=sys.stderr)
+        return EX_UNAVAILABLE
+    except OSError as exc:
+        # No lock is no reason to leave the device dead: run, unguarded, and say so.
+        log.warning("cannot take the single-instance lock %s: %s", lock.path, exc.strerror)
+    try:
+        return _serve_hardware(settings, api_key)
+    finally:
+        lock.release()
+
+
+def _serve_hardware(settings: Settings, api_key: str) -> int:
+    """Open the pins (after the lock: a second daemon must not claim them), then serve."""
+    try:
+        pin_factory = open_pins(settings)
+    except pins.PinDriverError as exc:
+        return _refuse_to_start(exc, settings.path)
     try:
         supervisor = SystemdSupervisor()
         daemon = Daemon(

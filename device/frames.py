@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import threading
 from collections import deque
+from collections.abc import Callable, Iterable
 
 BYTES_PER_SAMPLE = 2  # s16le
 
@@ -55,10 +56,18 @@ class FrameBridge:
     Bounded and drop-oldest: a consumer that falls behind loses the oldest audio, never the
     newest, and the loss is counted. At most one wake-up callback is queued on the loop at a
     time, so a producer running ahead cannot flood the loop either. While paused, frames are
-    discarded on arrival and counted as gated.
+    discarded on arrival and counted as gated; only their ``measure`` (a loudness, for the VAD's
+    noise floor) is kept, the newest ``GATED_LEVELS`` of them.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, capacity: int) -> None:
+    GATED_LEVELS = 500  # 10 s of 20 ms frames: more than any noise floor remembers
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        capacity: int,
+        measure: Callable[[bytes], float] | None = None,
+    ) -> None:
         if capacity <= 0:
             raise ValueError(f"capacity must be > 0, got {capacity}")
         self._loop = loop
@@ -69,6 +78,8 @@ class FrameBridge:
         self._wake_pending = False
         self._paused = False
         self._closed = False
+        self._measure = measure
+        self._gated_levels: deque[float] = deque(maxlen=self.GATED_LEVELS)
         self.accepted = 0
         self.dropped = 0
         self.gated = 0
@@ -85,6 +96,7 @@ class FrameBridge:
             if value:
                 # Frames queued before the pause belong to the gated period too.
                 self.gated += len(self._frames)
+                self._keep_levels(self._frames)
                 self._frames.clear()
 
     def __len__(self) -> int:
@@ -98,6 +110,7 @@ class FrameBridge:
                 return
             if self._paused:
                 self.gated += 1
+                self._keep_levels((frame,))
                 return
             if len(self._frames) >= self._capacity:
                 self._frames.popleft()
@@ -110,6 +123,17 @@ class FrameBridge:
         # RuntimeError: the loop is closed, nobody is left to read the frame.
         with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(self._wake)
+
+    def _keep_levels(self, frames: Iterable[bytes]) -> None:
+        if self._measure is not None:
+            self._gated_levels.extend(self._measure(frame) for frame in frames)
+
+    def take_gated_levels(self) -> list[float]:
+        """The measures of the frames gated since the last call, oldest first."""
+        with self._lock:
+            levels = list(self._gated_levels)
+            self._gated_levels.clear()
+        return levels
 
     def _wake(self) -> None:
         with self._lock:

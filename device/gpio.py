@@ -41,6 +41,10 @@ PATTERNS: dict[State, Pattern] = {
     State.RECONNECTING: Pattern("blink", on_s=0.5, off_s=0.5),
     State.ERROR: Pattern("blink", on_s=0.1, off_s=0.9),
 }
+# A non-blocking tool call is running: a long-on blink, unlike thinking's fast one. Shown only
+# where the device would otherwise look idle or thinking; listening and speaking come first.
+BACKGROUND_TOOL = Pattern("blink", on_s=0.6, off_s=0.2)
+_BACKGROUND_OVER = (State.IDLE, State.THINKING)
 
 
 class StatusLed:
@@ -49,6 +53,7 @@ class StatusLed:
     def __init__(self, pin: int, pwm: bool, factory: Any) -> None:
         self._led: LED | PWMLED
         self.showing: State | None = None
+        self.pattern: Pattern | None = None
         self.pwm = False
         if pwm:
             try:
@@ -59,10 +64,13 @@ class StatusLed:
         if not self.pwm:
             self._led = LED(pin, pin_factory=factory)
 
-    def show(self, state: State) -> None:
-        """Switch to ``state``'s pattern."""
+    def show(self, state: State, background: bool = False) -> None:
+        """Switch to ``state``'s pattern, or to the running-tool one where it takes over."""
         self.showing = state
         pattern = PATTERNS[state]
+        if background and state in _BACKGROUND_OVER:
+            pattern = BACKGROUND_TOOL
+        self.pattern = pattern
         led = self._led
         if pattern.style == "steady":
             if isinstance(led, PWMLED):
@@ -188,11 +196,21 @@ class Indicators:
         self.tool = (
             LED(settings.tool_pin, pin_factory=factory) if settings.tool_pin is not None else None
         )
+        self._state = State.RECONNECTING
+        self._background = False
 
     def show(self, state: State) -> None:
         """Show the device state."""
+        self._state = state
         if self.status is not None:
-            self.status.show(state)
+            self.status.show(state, self._background)
+
+    def tool_running(self, on: bool) -> None:
+        """A non-blocking call is running (or none is any more): the status LED says so; the
+        tool-pending LED is for blocking calls only and stays as it is."""
+        if on != self._background:
+            self._background = on
+            self.show(self._state)
 
     def tool_pending(self, on: bool) -> None:
         """Light or darken the tool-pending LED (synchronously: same loop step as the call)."""

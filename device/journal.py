@@ -17,7 +17,7 @@ from typing import Any
 
 import systemd.journal as sd_journal
 
-from device.config import load_api_key
+from device.config import ConfigError, load_api_key
 
 IDENTIFIER = "pi-live-voice"
 MASK = "[redacted]"
@@ -59,9 +59,16 @@ class Redactor(logging.Filter):
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
+        self._secrets: list[str] = []
+        self.add(secrets)
+
+    def add(self, secrets: Iterable[str]) -> None:
+        """Mask ``secrets`` too from now on: credentials read after logging was set up."""
         # Longest first, so a secret containing another is masked whole.
         self._secrets = sorted(
-            {s for s in secrets if len(s) >= MIN_SECRET_CHARS}, key=len, reverse=True
+            {*self._secrets, *(s for s in secrets if len(s) >= MIN_SECRET_CHARS)},
+            key=len,
+            reverse=True,
         )
 
     def redact(self, text: str) -> str:
@@ -148,6 +155,20 @@ def setup_logging(verbose: bool, environ: Mapping[str, str]) -> None:
     else:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter(STDERR_FORMAT))
-    secrets = [environ.get("GEMINI_API_KEY"), environ.get("GOOGLE_API_KEY"), load_api_key(environ)]
+    try:
+        stored = load_api_key(environ)
+    except ConfigError:
+        stored = None  # an unreadable key file: the command that needs the key reports it
+    secrets = [environ.get("GEMINI_API_KEY"), environ.get("GOOGLE_API_KEY"), stored]
     handler.addFilter(Redactor(s.strip() for s in secrets if s))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
+
+
+def protect(secrets: Iterable[str | None]) -> None:
+    """Hand credentials read after :func:`setup_logging` (the MQTT password, the Home
+    Assistant token) to every redactor of the root logger's handlers."""
+    known = [s.strip() for s in secrets if s and s.strip()]
+    for handler in logging.getLogger().handlers:
+        for redactor in handler.filters:
+            if isinstance(redactor, Redactor):
+                redactor.add(known)

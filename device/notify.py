@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 
 import systemd.daemon as sd_daemon
 
+from device.audio import CaptureStats
+
 log = logging.getLogger(__name__)
 
 
@@ -56,6 +58,16 @@ class SystemdSupervisor:
     def watchdog(self) -> None:
         """``WATCHDOG=1``: still alive."""
         self._notify("WATCHDOG=1")
+
+
+def capture_progress(stats: CaptureStats) -> int | None:
+    """Frames captured so far; None while no microphone is open (it is being retried).
+
+    A stalled microphone — it opened, then delivered no audio (end of file at full speed,
+    empty reads, a stuck value) — is not "missing": the capture cannot work and a restart may
+    mend a wedged driver, so its count, which no longer moves, withholds the pings until
+    audio flows again, through the reopen attempts in between."""
+    return stats.frames_in if stats.device_open or stats.stalled else None
 
 
 def watchdog_period(environ: Mapping[str, str], pid: int) -> float | None:

@@ -59,6 +59,12 @@ class DeviceStateMachine:
         self._model_done = True
         self._playing = False
         self._discard_reply = False
+        # Turns carry an identity: each user turn opened gets the next number, and the model's
+        # turn answering it ends with that turn's turnComplete. A barge-in opens a new turn
+        # while the model's old one is still open on the wire; these are the old ones, oldest
+        # first, whose interrupted and turnComplete are still to come and close only them.
+        self._turn = 0
+        self._superseded: list[int] = []
 
     @property
     def accepting_audio(self) -> bool:
@@ -89,6 +95,9 @@ class DeviceStateMachine:
         return Transition(self.state, (), handled=False)
 
     def _open_turn(self, *first: Command) -> Transition:
+        if not self._model_done and self.state is State.SPEAKING:
+            self._superseded.append(self._turn)
+        self._turn += 1
         self._turn_open = True
         self._discard_reply = False
         self._model_done = False
@@ -111,8 +120,11 @@ class DeviceStateMachine:
             case Connected():
                 return self._connected()
             case Reconnecting():
+                # A new connection sends nothing more for the turns the old one cut off.
+                self._superseded.clear()
                 return self._go(State.RECONNECTING, ToolLed(False), PauseCapture(False))
             case SessionFailed():
+                self._superseded.clear()
                 self._turn_open = False
                 return self._go(
                     State.ERROR,
@@ -148,9 +160,13 @@ class DeviceStateMachine:
             case ModelAudio():
                 return self._model_audio()
             case Interrupted():
+                # Before the new reply on the wire: whatever plays now is the old turn's.
                 self._playing = False
                 return self._stay(FlushPlayback())
             case TurnComplete():
+                if self._superseded:
+                    self._superseded.pop(0)
+                    return self._stay()
                 return self._turn_complete()
             case PlaybackIdle():
                 self._playing = False

@@ -17,6 +17,8 @@ activity start. The frame that carries a :class:`SpeechEnded` is not part of the
 webrtcvad alone takes any loud steady noise (a fan, a hood, traffic) for speech. A frame
 therefore counts as voiced only if webrtcvad says so *and* it is ``noise_margin_db`` above the
 room's noise floor, a low percentile of the last ``noise_window_ms`` (:class:`NoiseFloor`).
+The floor keeps learning while the endpointer is frozen (a tool call is pending), so that room
+tone which began meanwhile is already the floor when it resumes, not a voice.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import bisect
 import enum
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -192,13 +194,17 @@ class NoiseFloor:
         high = min(low + 1, len(self._sorted) - 1)
         return self._sorted[low] + (self._sorted[high] - self._sorted[low]) * (position - low)
 
-    def above(self, frame: bytes) -> bool:
-        """Take ``frame`` into the window; True if it stands ``margin_db`` above the floor."""
-        level = level_db(frame)
+    def learn(self, level: float) -> None:
+        """Take a frame's level (:func:`level_db`) into the window without judging it."""
         if len(self._levels) == self._levels.maxlen:
             del self._sorted[bisect.bisect_left(self._sorted, self._levels[0])]
         self._levels.append(level)
         bisect.insort(self._sorted, level)
+
+    def above(self, frame: bytes) -> bool:
+        """Take ``frame`` into the window; True if it stands ``margin_db`` above the floor."""
+        level = level_db(frame)
+        self.learn(level)
         return level >= self._floor() + self._margin_db
 
 
@@ -266,6 +272,8 @@ class Endpointer:
         index = self._frames_seen
         self._frames_seen += 1
         if self._frozen:
+            if self._floor is not None and use is not FrameUse.DISCARD:
+                self._floor.learn(level_db(frame))
             return None
         if use is FrameUse.DISCARD:
             return self._discard(index)
@@ -279,6 +287,13 @@ class Endpointer:
             self._pending.append(frame)
             return self._candidate(index, voiced)
         return self._speech(index, frame, voiced)
+
+    def learn_noise(self, levels: Iterable[float]) -> None:
+        """Levels (:func:`level_db`) of frames the source discarded while frozen, oldest
+        first: they judge nothing, but tell the noise floor what the room sounds like now."""
+        if self._floor is not None:
+            for level in levels:
+                self._floor.learn(level)
 
     def freeze(self) -> SpeechEnded | None:
         """Stop processing (frames are still counted); ends an utterance in progress."""

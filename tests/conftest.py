@@ -52,10 +52,17 @@ def sdk_client(emulator: Emulator, api_key: str = API_KEY) -> genai.Client:
     )
 
 
-def live_config(manual: bool = True, resumption: bool = True) -> types.LiveConnectConfig:
-    """The connect config a client of the stand-in typically uses."""
+def live_config(
+    manual: bool = True, resumption: bool = True, tools: tuple[str, ...] = ()
+) -> types.LiveConnectConfig:
+    """The connect config a client of the stand-in typically uses, declaring ``tools`` (the
+    stand-in's model calls only declared functions)."""
+    declared = [
+        types.FunctionDeclaration(name=name, description=f"test function {name}") for name in tools
+    ]
     return types.LiveConnectConfig(
         response_modalities=[types.Modality.AUDIO],
+        tools=[types.Tool(function_declarations=declared)] if declared else None,
         realtime_input_config=types.RealtimeInputConfig(
             automatic_activity_detection=types.AutomaticActivityDetection(disabled=manual)
         ),
@@ -79,6 +86,12 @@ def broker(tmp_path: Path) -> Iterator[Mosquitto]:
 def emulator_factory(tmp_path: Path) -> EmulatorFactory:
     """Start stand-ins on free loopback ports, each on its own loop in a thread (as the real
     service is apart from the client); each is stopped when its block ends."""
+    return emulator_factory_in(tmp_path)
+
+
+def emulator_factory_in(tmp_path: Path) -> EmulatorFactory:
+    """The :func:`emulator_factory` fixture's factory, writing certificates and traces
+    under ``tmp_path`` (for runs outside pytest: ``make fuzz``)."""
     counter = iter(range(1_000_000))
 
     @asynccontextmanager

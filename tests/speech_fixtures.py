@@ -84,6 +84,16 @@ def noise(seconds: float, rms: float, *, brown: bool = False, seed: int = 0) -> 
     return Fixture(f"{'brown' if brown else 'white'} noise {rms:g} rms", _pcm(samples), None, None)
 
 
+def pink_noise(seconds: float, rms: float, *, seed: int = 0) -> NDArray[np.float64]:
+    """Room tone: noise with a 1/f spectrum from 50 Hz up (what a mic's high-pass leaves)."""
+    n = int(seconds * RATE)
+    spectrum = np.fft.rfft(np.random.default_rng(seed).normal(0.0, 1.0, n))
+    hz = np.fft.rfftfreq(n, 1 / RATE)
+    spectrum = np.where(hz >= 50, spectrum / np.sqrt(np.maximum(hz, 1.0)), 0)
+    samples = np.fft.irfft(spectrum, n)
+    return np.asarray(samples * rms / float(np.sqrt(np.mean(samples**2))), dtype=np.float64)
+
+
 def tone(hz: float, seconds: float, rate: int, channels: int = 1, amplitude: float = 8000) -> bytes:
     """A sine at ``hz`` sampled at ``rate``, interleaved over ``channels``."""
     t = np.arange(int(seconds * rate)) / rate

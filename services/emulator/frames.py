@@ -154,14 +154,34 @@ def generation_complete() -> dict[str, Any]:
     return {"serverContent": {"generationComplete": True}}
 
 
-def turn_complete() -> dict[str, Any]:
-    """The model's turn is over."""
-    return {"serverContent": {"turnComplete": True}}
+def turn_complete(usage: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The model's turn is over, with what the turn cost in tokens (``usageMetadata``)."""
+    message: dict[str, Any] = {"serverContent": {"turnComplete": True}}
+    if usage is not None:
+        message["usageMetadata"] = usage
+    return message
 
 
-def go_away(time_left_s: float) -> dict[str, Any]:
-    """Warn that the server will end the connection in ``time_left_s`` seconds."""
-    return {"goAway": {"timeLeft": f"{time_left_s:g}s"}}
+def usage_metadata(prompt: dict[str, int], response: dict[str, int]) -> dict[str, Any]:
+    """``usageMetadata`` from token counts per modality (``AUDIO``, ``TEXT``) of each side."""
+
+    def details(counts: dict[str, int]) -> list[dict[str, Any]]:
+        return [{"modality": m, "tokenCount": n} for m, n in sorted(counts.items()) if n]
+
+    prompt_total, response_total = sum(prompt.values()), sum(response.values())
+    return {
+        "promptTokenCount": prompt_total,
+        "responseTokenCount": response_total,
+        "totalTokenCount": prompt_total + response_total,
+        "promptTokensDetails": details(prompt),
+        "responseTokensDetails": details(response),
+    }
+
+
+def go_away(time_left_s: float, verbatim: str | None = None) -> dict[str, Any]:
+    """Warn that the server will end the connection in ``time_left_s`` seconds (or send
+    ``verbatim`` as the time left, well-formed or not)."""
+    return {"goAway": {"timeLeft": f"{time_left_s:g}s" if verbatim is None else verbatim}}
 
 
 def resumption_update(handle: str | None, resumable: bool) -> dict[str, Any]:
@@ -174,7 +194,7 @@ def resumption_update(handle: str | None, resumable: bool) -> dict[str, Any]:
 
 def server_kind(message: dict[str, Any]) -> str:
     """A short name for a server message, used in the trace."""
-    ((name, body),) = message.items()
+    name, body = next(iter(message.items()))
     name = str(name)
     if name == "serverContent" and isinstance(body, dict):
         if "modelTurn" in body:

@@ -17,6 +17,15 @@ REASON_EXPLICIT_ACTIVITY = (
 )
 REASON_INVALID_ARGUMENT = "Request contains an invalid argument."
 REASON_BAD_KEY = "API key not valid. Please pass a valid API key."
+# A close reason holds at most 123 bytes (RFC 6455): the service's message is cut there.
+REASON_NO_KEY = (
+    "Method doesn't allow unregistered callers (callers without established identity). "
+    "Please use API Key or other form of API consumer identity to call this API."
+)[:123]
+REASON_INVALID_HANDLE = "Invalid session handle"
+REASON_MEDIA_CHUNKS = (
+    "realtime_input.media_chunks is deprecated. Use audio, video, or text instead."
+)
 REASON_INTERNAL = "Internal error occurred."
 REASON_DEADLINE = "Deadline expired before operation could complete."
 
@@ -43,6 +52,8 @@ class PendingCall:
     call_id: str
     name: str
     sent_at: float
+    # A non-blocking call is answered like any other but does not hold realtime input back.
+    blocking: bool = True
 
 
 @dataclass
@@ -57,11 +68,20 @@ class ProtocolState:
     # already in flight when the client could have seen the call.
     last_tool_call_at: float | None = None
 
-    def tool_call_sent(self, calls: list[tuple[str, str]], now: float) -> None:
-        """Record a ``toolCall`` the server sent: ``calls`` is a list of (id, name)."""
+    def tool_call_sent(
+        self, calls: list[tuple[str, str]], now: float, non_blocking: frozenset[str] = frozenset()
+    ) -> None:
+        """Record a ``toolCall`` the server sent: ``calls`` is a list of (id, name);
+        ``non_blocking`` the ids among them that do not hold realtime input back."""
         for call_id, name in calls:
-            self.pending[call_id] = PendingCall(call_id, name, now)
-        self.last_tool_call_at = now
+            self.pending[call_id] = PendingCall(call_id, name, now, call_id not in non_blocking)
+        if any(call_id not in non_blocking for call_id, _ in calls):
+            self.last_tool_call_at = now
+
+    @property
+    def blocking(self) -> list[PendingCall]:
+        """The pending calls during which realtime input is refused."""
+        return [c for c in self.pending.values() if c.blocking]
 
     def cancel(self, ids: list[str]) -> None:
         """The server cancelled these calls; they need no response any more."""
@@ -88,9 +108,10 @@ class ProtocolState:
                 REASON_INVALID_ARGUMENT,
                 "audioStreamEnd belongs to automatic activity detection",
             )
-        if self.pending and not self.in_grace(now):
-            names = ", ".join(f"{c.name} ({c.call_id})" for c in self.pending.values())
-            oldest = min(c.sent_at for c in self.pending.values())
+        blocking = self.blocking
+        if blocking and not self.in_grace(now):
+            names = ", ".join(f"{c.name} ({c.call_id})" for c in blocking)
+            oldest = min(c.sent_at for c in blocking)
             return Violation(
                 "realtime-input-while-tool-call-pending",
                 CODE_POLICY,

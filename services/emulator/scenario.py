@@ -14,9 +14,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, cast
 
-FaultKind = Literal["close", "go_away", "stall", "expire_handles"]
+from services.emulator.hostile import KINDS
+
+FaultKind = Literal["close", "go_away", "stall", "expire_handles", "hostile"]
 FaultMoment = Literal["turn_start", "tool_pending", "reply"]
-_FAULT_KINDS = ("close", "go_away", "stall", "expire_handles")
+_FAULT_KINDS = ("close", "go_away", "stall", "expire_handles", "hostile")
 _FAULT_MOMENTS = ("turn_start", "tool_pending", "reply")
 
 
@@ -42,7 +44,15 @@ class Fault:
     code: int = 1011
     reason: str | None = None
     time_left_ms: int = 500
+    # The goAway's timeLeft as sent, verbatim, instead of time_left_ms rendered: for probing
+    # clients with durations the protocol does not allow ("-5s", "soon").
+    time_left: str | None = None
     stall_s: float = 60.0
+    # hostile: a malformed frame of services.emulator.hostile by name, or a literal text frame.
+    frame: str | None = None
+    text: str | None = None
+    # How many times the frame is sent (the flood's default: hostile.FLOOD_COUNT).
+    count: int | None = None
 
 
 @dataclass(frozen=True)
@@ -80,10 +90,17 @@ class Scenario:
     grace_ms: int = 100
     fallback_reply: str = "I have nothing more to say."
     random_faults: RandomFaults | None = None
-    # Automatic activity detection: RMS above this starts speech; this much silence ends it.
+    # Automatic activity detection: a chunk is speech at this RMS or more, and noise_margin_db
+    # above the room's floor (a low percentile of the last noise_window_ms); this much
+    # silence ends it.
     speech_rms: int = 500
     silence_hangover_ms: int = 400
-    seed: int = 0
+    noise_margin_db: float = 6.0
+    noise_window_ms: int = 3000
+    # Seeds the call ids; None: different ids in every run, as the service gives.
+    seed: int | None = None
+    # A hostile fault whose frame the first connection gets instead of setupComplete.
+    setup_frame: Fault | None = None
 
     def turn(self, index: int) -> Turn:
         """The turn at ``index``, or a plain fallback reply once the script has run out."""
@@ -109,7 +126,21 @@ def _check_keys(data: dict[str, Any], allowed: set[str], where: str) -> None:
 def _fault(data: Any, where: str) -> Fault:
     _expect(data, dict, where)
     _check_keys(
-        data, {"kind", "at", "after_ms", "code", "reason", "time_left_ms", "stall_s"}, where
+        data,
+        {
+            "kind",
+            "at",
+            "after_ms",
+            "code",
+            "reason",
+            "time_left_ms",
+            "time_left",
+            "stall_s",
+            "frame",
+            "text",
+            "count",
+        },
+        where,
     )
     kind = data.get("kind")
     if kind not in _FAULT_KINDS:
@@ -120,6 +151,21 @@ def _fault(data: Any, where: str) -> Fault:
     reason = data.get("reason")
     if reason is not None:
         _expect(reason, str, f"{where}.reason")
+    frame = data.get("frame")
+    text = data.get("text")
+    if kind == "hostile":
+        if (frame is None) == (text is None):
+            raise ScenarioError(f"{where}: a hostile fault takes frame or text")
+        if frame is not None and frame not in KINDS:
+            raise ScenarioError(f"{where}.frame: one of {', '.join(KINDS)}, got {frame!r}")
+        if text is not None:
+            _expect(text, str, f"{where}.text")
+    count = data.get("count")
+    if count is not None and not 1 <= _expect(count, int, f"{where}.count") <= 100_000:
+        raise ScenarioError(f"{where}.count: between 1 and 100000, got {count!r}")
+    time_left = data.get("time_left")
+    if time_left is not None:
+        _expect(time_left, str, f"{where}.time_left")
     return Fault(
         kind=cast(FaultKind, kind),
         at=cast(FaultMoment, at),
@@ -127,7 +173,11 @@ def _fault(data: Any, where: str) -> Fault:
         code=_expect(data.get("code", 1011), int, f"{where}.code"),
         reason=reason,
         time_left_ms=_expect(data.get("time_left_ms", 500), int, f"{where}.time_left_ms"),
+        time_left=time_left,
         stall_s=float(_expect(data.get("stall_s", 60.0), (int, float), f"{where}.stall_s")),
+        frame=frame,
+        text=text,
+        count=count,
     )
 
 
@@ -191,7 +241,10 @@ def scenario_from_dict(data: Any, name: str = "scenario") -> Scenario:
             "random_faults",
             "speech_rms",
             "silence_hangover_ms",
+            "noise_margin_db",
+            "noise_window_ms",
             "seed",
+            "setup_frame",
         },
         name,
     )
@@ -219,7 +272,17 @@ def scenario_from_dict(data: Any, name: str = "scenario") -> Scenario:
         silence_hangover_ms=_expect(
             data.get("silence_hangover_ms", 400), int, f"{name}.silence_hangover_ms"
         ),
-        seed=_expect(data.get("seed", 0), int, f"{name}.seed"),
+        noise_margin_db=float(
+            _expect(data.get("noise_margin_db", 6.0), (int, float), f"{name}.noise_margin_db")
+        ),
+        noise_window_ms=_expect(data.get("noise_window_ms", 3000), int, f"{name}.noise_window_ms"),
+        seed=None if data.get("seed") is None else _expect(data["seed"], int, f"{name}.seed"),
+        setup_frame=None
+        if "setup_frame" not in data
+        else _fault(
+            {"kind": "hostile", **_expect(data["setup_frame"], dict, f"{name}.setup_frame")},
+            f"{name}.setup_frame",
+        ),
     )
 
 

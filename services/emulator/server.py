@@ -21,15 +21,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from services.emulator import frames, rules
-from services.emulator.scenario import Fault, FaultMoment, Scenario, Turn
+from services.emulator import frames, hostile, models, rules
+from services.emulator.activity import EnergyVad, VadSettings
+from services.emulator.keepalive import slow_pong_connection
+from services.emulator.scenario import Fault, FaultMoment, Scenario, ToolCallSpec, Turn
 from services.emulator.speech import OUTPUT_RATE, synthesize
 from services.emulator.tls import make_server_context
 from services.emulator.trace import Trace
@@ -38,9 +40,14 @@ log = logging.getLogger(__name__)
 
 LIVE_PATHS = frozenset(
     f"/ws/google.ai.generativelanguage.{version}.GenerativeService.BidiGenerateContent"
-    for version in ("v1beta", "v1alpha")
+    for version in ("v1", "v1beta", "v1alpha")  # v1: google-genai 3.x's default
 )
 _SPEECH_START_MS = 60.0
+# Token rates (assumed: the record gives 32 tokens per second of audio, ~4 characters a token).
+AUDIO_TOKENS_PER_S = 32
+TEXT_CHARS_PER_TOKEN = 4
+Resumption = Literal["replay", "wait"]
+RESUMPTION_MODES: tuple[Resumption, ...] = ("replay", "wait")
 
 
 @dataclass(frozen=True)
@@ -51,12 +58,19 @@ class EmulatorSettings:
     cert_out: Path
     host: str = "127.0.0.1"
     port: int = 0
-    api_key: str = "emulator-key"
+    api_key: str = field(default="emulator-key", repr=False)
     trace_path: Path | None = None
     pace: float = 1.0
     grace_ms: int | None = None
     chunk_ms: int = 40
     setup_timeout_s: float = 10.0
+    # Answer every keepalive ping this late (0: at once), as the service may (8 to 30 s).
+    pong_delay_ms: int = 0
+    # Resuming with a handle taken after the user's turn was committed: "replay" answers that
+    # turn at once, "wait" waits for the user to ask again (the record is silent on which).
+    resumption: Resumption = "replay"
+    # Seeds the call ids (over the scenario's seed); None with no scenario seed: random ones.
+    seed: int | None = None
 
 
 @dataclass
@@ -71,6 +85,8 @@ class Conversation:
     handles_valid: bool = True
     fired: set[tuple[int, str]] = field(default_factory=set)
     connections: int = 0
+    # Tokens of the context so far, per modality: every turn's prompt is all of it again.
+    context_tokens: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -99,6 +115,10 @@ class LiveConnection:
             grace_s=(self.scenario.grace_ms if grace is None else grace) / 1000
         )
         self.conv: Conversation | None = None
+        self.model = models.LEGACY
+        # Each function the client declared in its setup, with its behaviour as written; the
+        # model calls no others.
+        self.declared: dict[str, str | None] = {}
         self.resumption = False
         self.changed = asyncio.Event()
         # What the user is doing, as the service sees it.
@@ -108,8 +128,20 @@ class LiveConnection:
         self.turns_handled = 0
         self.barge_in = False
         self.cancelled = False
-        self._voiced_ms = 0.0
-        self._silence_ms = 0.0
+        sc = self.scenario
+        self._vad = EnergyVad(
+            VadSettings(
+                min_rms=sc.speech_rms,
+                margin_db=sc.noise_margin_db,
+                window_ms=sc.noise_window_ms,
+                start_ms=_SPEECH_START_MS,
+                hangover_ms=sc.silence_hangover_ms,
+            )
+        )
+        self._audio_ms = 0.0  # audio received on this connection
+        # What the client sent since the last turnComplete, and the model's reply so far.
+        self._new_input = {"AUDIO": 0.0, "TEXT": 0.0}
+        self._reply_ms = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
 
@@ -126,6 +158,17 @@ class LiveConnection:
         self._trace("out", kind=frames.server_kind(message), size=len(text), **extra)
         try:
             await self.ws.send(text)
+        except ConnectionClosed as exc:
+            raise _Closed from exc
+
+    async def send_raw(self, frame: str | bytes, kind: str, count: int = 1) -> None:
+        """Send a frame as it is, ``count`` times (hostile mode); traced once, kind and size."""
+        if self._closing:
+            raise _Closed
+        self._trace("out", kind=kind, size=len(frame), count=count)
+        try:
+            for _ in range(count):
+                await self.ws.send(frame)
         except ConnectionClosed as exc:
             raise _Closed from exc
 
@@ -153,6 +196,33 @@ class LiveConnection:
                 task.cancel()
             await asyncio.gather(model, *self._tasks, return_exceptions=True)
 
+    async def _join(self, handle: str | None) -> Conversation | None:
+        """The conversation ``handle`` names, or a new one; None if the handle is refused."""
+        if handle:
+            snapshot = self.em.handles.get(handle)
+            if snapshot is None:
+                await self._reject(
+                    "unknown-resumption-handle",
+                    rules.CODE_INVALID,
+                    f"handle {handle[:12]}… was never issued",
+                    reason=rules.REASON_INVALID_HANDLE,
+                )
+                return None
+            if not snapshot.conversation.handles_valid:
+                self.conv = snapshot.conversation
+                await self._reject(
+                    "stale-resumption-handle",
+                    rules.CODE_POLICY,
+                    f"handle {handle[:12]}… has expired",
+                    reason=rules.REASON_SESSION_NOT_FOUND,
+                )
+                return None
+            conv = snapshot.conversation
+            conv.turn_index = snapshot.turn_index
+            conv.replay = snapshot.replay and self.em.settings.resumption == "replay"
+            return conv
+        return self.em.new_conversation()
+
     async def _setup(self) -> bool:
         try:
             async with asyncio.timeout(self.em.settings.setup_timeout_s):
@@ -170,47 +240,77 @@ class LiveConnection:
             return False
         # Like the real service, the key is judged once the setup has arrived.
         key = self.ws.request.headers.get("x-goog-api-key") if self.ws.request else None
+        if not key:
+            await self._reject(
+                "missing-api-key", rules.CODE_POLICY, "no x-goog-api-key", rules.REASON_NO_KEY
+            )
+            return False
         if key != self.em.settings.api_key:
-            detail = "x-goog-api-key missing" if key is None else "x-goog-api-key mismatch"
+            detail = "x-goog-api-key mismatch"
             await self._reject("bad-api-key", rules.CODE_INVALID, detail, rules.REASON_BAD_KEY)
             return False
         setup = frame.body
+        self.model = models.rules_for(setup.get("model"))
+        self.declared = models.declared_behaviors(setup)
+        rejected = models.rejected_fields(self.model, setup)
+        if rejected:
+            await self._withhold_setup_complete(rejected)
+            return False
         realtime = setup.get("realtimeInputConfig") or {}
         aad = realtime.get("automaticActivityDetection") or {}
         self.state.manual_activity = bool(aad.get("disabled", False))
         resumption = setup.get("sessionResumption")
         self.resumption = resumption is not None
         handle = (resumption or {}).get("handle")
-        if handle:
-            snapshot = self.em.handles.get(handle)
-            if snapshot is None or not snapshot.conversation.handles_valid:
-                self.conv = snapshot.conversation if snapshot else None
-                await self._reject(
-                    "stale-resumption-handle",
-                    rules.CODE_POLICY,
-                    f"handle {handle[:12]}… is unknown or expired",
-                    reason=rules.REASON_SESSION_NOT_FOUND,
-                )
-                return False
-            self.conv = snapshot.conversation
-            self.conv.turn_index = snapshot.turn_index
-            self.conv.replay = snapshot.replay
-        else:
-            self.conv = self.em.new_conversation()
+        conv = await self._join(handle)
+        if conv is None:
+            return False
+        self.conv = conv
         self.conv.connections += 1
         self._trace(
             "in",
             kind="setup",
             size=frame.size,
             model=setup.get("model"),
+            family=self.model.family,
+            fields=models.present_fields(setup),
+            behaviors=self.declared,
             manual_activity=self.state.manual_activity,
             resumed=bool(handle),
             turn=self.conv.turn_index,
         )
+        hostile_setup = self.scenario.setup_frame
+        if hostile_setup is not None and not self.em.setup_frame_sent:
+            self.em.setup_frame_sent = True
+            with contextlib.suppress(_Closed):
+                await self._hostile(hostile_setup)
+            # The client is expected to close; its closure is traced by the caller.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.em.settings.setup_timeout_s):
+                    await self.ws.wait_closed()
+            self._trace("close", by="client", code=self.ws.close_code, reason="")
+            return False
         await self.send(frames.setup_complete())
         if self.resumption and not self.conv.replay:
             await self._issue_handle()
         return True
+
+    async def _withhold_setup_complete(self, rejected: list[str]) -> None:
+        """A setup field this model rejects: like 3.1 Flash Live, answer nothing at all (no
+        setupComplete, no close) until the client gives up."""
+        self._trace(
+            "violation",
+            rule="setup-field-rejected",
+            code=None,
+            reason="",
+            detail=f"{self.model.family} rejects {', '.join(rejected)}: no setupComplete",
+            fatal=False,
+        )
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.em.settings.setup_timeout_s):
+                await self.ws.wait_closed()
+        self._trace("close", by="client", code=None, reason="no setupComplete")
+        await self.close(1000, "", "setup never completed")
 
     async def _reject(
         self, rule: str, code: int, detail: str, reason: str = rules.REASON_INVALID_ARGUMENT
@@ -243,8 +343,13 @@ class LiveConnection:
         except frames.FrameError as exc:
             await self._reject("bad-frame", rules.CODE_INVALID, str(exc))
             return False
+        if frame.kind == "mediaChunks":
+            await self._reject(
+                "legacy-media-chunks", rules.CODE_INVALID, frame.kind, rules.REASON_MEDIA_CHUNKS
+            )
+            return False
         if frame.is_realtime:
-            in_flight = bool(self.state.pending) and self.state.in_grace(now)
+            in_flight = bool(self.state.blocking) and self.state.in_grace(now)
             violation = self.state.check_realtime(frame.kind, now)
             self._trace(
                 "in",
@@ -252,6 +357,7 @@ class LiveConnection:
                 size=frame.size,
                 audio_bytes=len(frame.audio),
                 pending=len(self.state.pending),
+                blocking=len(self.state.blocking),
                 in_flight=in_flight,
             )
             if violation is not None:
@@ -295,10 +401,14 @@ class LiveConnection:
             size=frame.size,
             ids=[r.get("id") for r in responses],
             names=[r.get("name") for r in responses],
+            # The service honours scheduling on non-blocking calls only (SDK docs).
+            scheduling=[r.get("scheduling") for r in responses],
+            will_continue=[r.get("willContinue") for r in responses],
         )
         violation = self.state.check_tool_response(responses)
         if violation is not None:
             return await self._on_violation(violation)
+        self._new_input["TEXT"] += frame.size / TEXT_CHARS_PER_TOKEN
         self.changed.set()
         return True
 
@@ -309,6 +419,7 @@ class LiveConnection:
         elif kind == "activityEnd":
             self._speech_ended()
         elif kind == "audioStreamEnd":
+            self._vad.speech_ended()
             if self.user_speaking:
                 self._speech_ended()
         elif kind == "audio":
@@ -317,7 +428,6 @@ class LiveConnection:
     def _speech_started(self) -> None:
         self.user_speaking = True
         self.user_speech_ms = 0.0
-        self._silence_ms = 0.0
         self.barge_in = True
         self.changed.set()
 
@@ -334,21 +444,26 @@ class LiveConnection:
                 rate = int(mime.split("rate=", 1)[1].split(";", 1)[0])
         samples = np.frombuffer(frame.audio[: len(frame.audio) // 2 * 2], dtype="<i2")
         duration_ms = 1000 * len(samples) / rate
+        # Silence is billed too.
+        self._new_input["AUDIO"] += duration_ms * AUDIO_TOKENS_PER_S / 1000
         if self.state.manual_activity:
             if self.user_speaking:
                 self.user_speech_ms += duration_ms
                 self.changed.set()
             return
         rms = math.sqrt(float(np.mean(samples.astype(np.float64) ** 2))) if len(samples) else 0.0
-        if rms >= self.scenario.speech_rms:
-            self._voiced_ms += duration_ms
-            self._silence_ms = 0.0
-            if not self.user_speaking and self._voiced_ms >= _SPEECH_START_MS:
+        self._audio_ms += duration_ms
+        change = self._vad.feed(rms, duration_ms, self.user_speaking)
+        if change is not None:
+            self._trace(
+                "activity",
+                detected=change,
+                audio_ms=round(self._audio_ms),
+                floor_rms=round(self._vad.floor_rms),
+            )
+            if change == "start":
                 self._speech_started()
-        else:
-            self._voiced_ms = 0.0
-            self._silence_ms += duration_ms
-            if self.user_speaking and self._silence_ms >= self.scenario.silence_hangover_ms:
+            else:
                 self._speech_ended()
         if self.user_speaking:
             self.user_speech_ms += duration_ms
@@ -391,7 +506,7 @@ class LiveConnection:
         """A turn is answered when the user stops, or early once enough speech arrived."""
         if self._user_turn_over():
             return True
-        early = turn.during_speech_ms if turn.tool_calls else None
+        early = turn.during_speech_ms if self._calls(turn) else None
         return early is not None and self.user_speaking and self.user_speech_ms >= early
 
     async def _commit_user_turn(self) -> None:
@@ -414,7 +529,11 @@ class LiveConnection:
         faults = self._faults_for(turn, index)
         await self._fire("turn_start", faults)
         self.barge_in = False
-        if turn.tool_calls and not await self._call_tools(turn, faults):
+        calls = self._calls(turn)
+        if len(calls) < len(turn.tool_calls):
+            undeclared = [c.name for c in turn.tool_calls if c not in calls]
+            self._trace("undeclared", names=undeclared, turn=index)
+        if calls and not await self._call_tools(turn, calls, faults):
             await self._finish_turn(interrupted=True)
             return
         if not committed:
@@ -433,26 +552,51 @@ class LiveConnection:
             await self.send(frames.interrupted())
         else:
             await self.send(frames.generation_complete())
-        await self.send(frames.turn_complete())
+        usage = self._turn_usage()
+        await self.send(
+            frames.turn_complete(usage), tokens=usage["totalTokenCount"], turn=self.conv.turn_index
+        )
         self.conv.turn_index += 1
         self.conv.replay = False
         if self._user_turn_over() and not self.user_speaking:
             self.turns_handled = self.turns_ended
         await self._issue_handle()
 
-    async def _call_tools(self, turn: Turn, faults: list[tuple[str, Fault]]) -> bool:
-        """Send the turn's toolCall and wait for every response; False if cancelled."""
+    def _calls(self, turn: Turn) -> tuple[ToolCallSpec, ...]:
+        """The turn's function calls the client declared (the model knows of no others)."""
+        return tuple(c for c in turn.tool_calls if c.name in self.declared)
+
+    def _turn_usage(self) -> dict[str, Any]:
+        """What this turn cost: the whole context again plus the new input, and the reply."""
+        assert self.conv is not None
+        prompt = dict(self.conv.context_tokens)
+        for modality, tokens in self._new_input.items():
+            prompt[modality] = prompt.get(modality, 0) + round(tokens)
+        response = {"AUDIO": round(self._reply_ms * AUDIO_TOKENS_PER_S / 1000)}
+        self.conv.context_tokens = {
+            m: prompt.get(m, 0) + response.get(m, 0) for m in prompt.keys() | response.keys()
+        }
+        self._new_input = dict.fromkeys(self._new_input, 0.0)
+        self._reply_ms = 0.0
+        return frames.usage_metadata(prompt, response)
+
+    async def _call_tools(
+        self, turn: Turn, specs: tuple[ToolCallSpec, ...], faults: list[tuple[str, Fault]]
+    ) -> bool:
+        """Send one toolCall for ``specs`` and wait for every response; False if cancelled."""
         assert self.conv is not None
         await self._sleep(turn.tool_delay_ms)
-        ids = [f"function-call-{self.conv.rng.getrandbits(63)}" for _ in turn.tool_calls]
-        names = [spec.name for spec in turn.tool_calls]
+        ids = [f"function-call-{self.conv.rng.getrandbits(63)}" for _ in specs]
+        names = [spec.name for spec in specs]
         calls = [
             {"id": call_id, "name": spec.name, "args": spec.args}
-            for call_id, spec in zip(ids, turn.tool_calls, strict=True)
+            for call_id, spec in zip(ids, specs, strict=True)
         ]
-        self.state.tool_call_sent(list(zip(ids, names, strict=True)), time.monotonic())
+        blocks = [models.call_blocks(self.model, self.declared.get(name)) for name in names]
+        background = frozenset(i for i, b in zip(ids, blocks, strict=True) if not b)
+        self.state.tool_call_sent(list(zip(ids, names, strict=True)), time.monotonic(), background)
         self.cancelled = False
-        await self.send(frames.tool_call(calls), ids=ids, names=names)
+        await self.send(frames.tool_call(calls), ids=ids, names=names, blocking=blocks)
         self._spawn(self._fire("tool_pending", faults, while_pending=True))
         if turn.cancel_after_ms is not None:
             self._spawn(self._cancel_later(ids, turn.cancel_after_ms))
@@ -490,6 +634,7 @@ class LiveConnection:
                 return True
             if piece:
                 await self.send(frames.audio_chunk(piece), audio_bytes=len(piece))
+                self._reply_ms += 1000 * len(piece) / (2 * OUTPUT_RATE)
             due = math.ceil(len(words) * (n + 1) / len(pieces))
             if due > said:
                 await self.send(frames.output_transcription(" ".join(words[said:due]) + " "))
@@ -504,7 +649,7 @@ class LiveConnection:
         rf = self.scenario.random_faults
         if rf is not None:
             draw = random.Random(f"{rf.seed}:{self.conv.conv_id}:{index}").random()
-            at: FaultMoment = "tool_pending" if turn.tool_calls else "reply"
+            at: FaultMoment = "tool_pending" if self._calls(turn) else "reply"
             if draw < rf.close_1011:
                 out.append((f"{index}:random", Fault(kind="close", at=at, after_ms=20)))
             elif draw < rf.close_1011 + rf.go_away:
@@ -533,12 +678,25 @@ class LiveConnection:
                 await self.close(fault.code, reason, "scenario fault")
                 raise _Closed
             if fault.kind == "go_away":
-                await self.send(frames.go_away(fault.time_left_ms / 1000))
+                await self.send(frames.go_away(fault.time_left_ms / 1000, fault.time_left))
                 self._spawn(self._deadline(fault.time_left_ms))
             elif fault.kind == "stall":
                 await self._sleep(fault.stall_s * 1000)
+            elif fault.kind == "hostile":
+                await self._hostile(fault)
             else:
                 self.conv.handles_valid = False
+
+    async def _hostile(self, fault: Fault) -> None:
+        if fault.text is not None:
+            await self.send_raw(fault.text, "hostile:text", fault.count or 1)
+        elif fault.frame == "flood":
+            count = fault.count or hostile.FLOOD_COUNT
+            await self.send_raw(hostile.FLOOD_FRAME, "hostile:flood", count)
+        else:
+            assert fault.frame is not None
+            frame = hostile.HOSTILE_FRAMES[fault.frame]
+            await self.send_raw(frame, f"hostile:{fault.frame}", fault.count or 1)
 
     async def _deadline(self, time_left_ms: int) -> None:
         await self._sleep(time_left_ms)
@@ -555,7 +713,10 @@ class Emulator:
         self.conversations: dict[str, Conversation] = {}
         self._server: Server | None = None
         self._numbers = itertools.count(1)
+        self.setup_frame_sent = False
         self._conv_numbers = itertools.count(1)
+        seed = settings.seed if settings.seed is not None else settings.scenario.seed
+        self._seed = secrets.randbits(64) if seed is None else seed
         self.port = settings.port
 
     @property
@@ -567,7 +728,7 @@ class Emulator:
         """Start a conversation with its own seeded randomness."""
         number = next(self._conv_numbers)
         conv_id = f"conv-{number}"
-        conv = Conversation(conv_id, random.Random(f"{self.settings.scenario.seed}:{number}"))
+        conv = Conversation(conv_id, random.Random(f"{self._seed}:{number}"))
         self.conversations[conv_id] = conv
         return conv
 
@@ -600,6 +761,11 @@ class Emulator:
             process_request=self._process_request,
             max_size=16 * 1024 * 1024,
             close_timeout=2,
+            create_connection=(
+                slow_pong_connection(self.settings.pong_delay_ms / 1000)
+                if self.settings.pong_delay_ms > 0
+                else None
+            ),
         )
         sock = next(iter(self._server.sockets))
         self.port = int(sock.getsockname()[1])

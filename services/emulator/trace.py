@@ -6,8 +6,10 @@ Records carry the kind, size and monotonic time of a frame, never audio payloads
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -23,15 +25,24 @@ class Trace:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._file = path.open("a", encoding="utf-8")
         self.records: deque[TraceRecord] = deque(maxlen=keep)
+        self._written = threading.Condition()
 
     def write(self, event: str, **fields: Any) -> TraceRecord:
         """Append one record: ``event`` is ``in``, ``out``, ``violation``, ``close``, ..."""
         record: TraceRecord = {"t": time.monotonic(), "event": event, **fields}
-        self.records.append(record)
+        with self._written:
+            self.records.append(record)
+            self._written.notify_all()
         if self._file is not None:
             self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
             self._file.flush()
         return record
+
+    def wait_for(self, predicate: Callable[[], bool], timeout_s: float) -> bool:
+        """Block (from any thread but the stand-in's) until ``predicate`` holds after a write;
+        False if ``timeout_s`` passed first."""
+        with self._written:
+            return self._written.wait_for(predicate, timeout_s)
 
     def select(self, event: str | None = None, **match: Any) -> list[TraceRecord]:
         """The in-memory records of ``event`` whose fields equal ``match``."""

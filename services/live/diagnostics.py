@@ -46,6 +46,8 @@ class CloseContext:
     input_sent_while_pending: int = 0
     go_away_seen: bool = False
     local_cause: str | None = None  # "stall", "go-away", "shutdown", "connect-timeout", ...
+    at: float = 0.0  # when the closure came (monotonic seconds, as SentFrame.at)
+    last_reply_at: float | None = None  # when the model last sent content (audio, turnComplete)
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,11 @@ LOCAL_CAUSES: dict[str, tuple[str, Action]] = {
         "the service announced the end of the connection (goAway): reconnected at a safe point",
         Action.RESUME,
     ),
+    "go-away-deadline": (
+        "the service announced the end of the connection (goAway) and no safe point came "
+        "before its deadline: reconnecting, what was in progress may be lost",
+        Action.RESUME,
+    ),
     "connect-timeout": (
         "the service did not answer the setup in time: network or service down",
         Action.RESUME,
@@ -102,11 +109,28 @@ LOCAL_CAUSES: dict[str, tuple[str, Action]] = {
         "endpoint and ca_file) or this device's clock is wrong",
         Action.RESUME,
     ),
+    "unanswered": (
+        "a tool call could not be answered: replaced the connection to drop it",
+        Action.RESUME,
+    ),
+    "protocol-error": (
+        "the service sent a frame this device cannot use (protocol error): reconnecting",
+        Action.RESUME,
+    ),
     "refused": (
         "the service refused the connection: check the endpoint and API version",
         Action.FATAL,
     ),
 }
+# Closures this device's WebSocket decided (it sent the close frame first), by code: without
+# this the SDK reports them as 1006, "network down".
+CLIENT_CLOSES: dict[int, str] = {
+    1009: "a message from the service exceeded this device's frame size limit",
+    1002: "the service broke the WebSocket protocol",
+    1007: "the service sent a text frame that is not valid UTF-8",
+    1011: "this device's WebSocket failed internally",
+}
+KEEPALIVE = "keepalive pings went unanswered: network dropped or the event loop was blocked"
 GATING_BUG = "realtime input sent during a pending tool call: client gating bug"
 ID_MISMATCH = (
     "tool response with an id or name the service does not know "
@@ -114,6 +138,7 @@ ID_MISMATCH = (
 )
 STALE_HANDLE = "stale resumption handle: starting a fresh session, the conversation context is lost"
 BAD_KEY = "the API key is not valid: check the credential"
+NO_KEY = "no API key reached the service: check the credential"
 ACTIVITY_MISMATCH = (
     "activity signals sent while automatic activity detection is on: configuration mismatch"
 )
@@ -128,8 +153,18 @@ INTERNAL_WHILE_PENDING = (
 )
 
 
+# A closure later than this after a tool response, or after the model answered it, is not
+# taken for the service's reaction to that response.
+RIGHT_AFTER_RESPONSE_S = 1.0
+
+
 def _last_was_tool_response(ctx: CloseContext) -> bool:
-    return bool(ctx.last_sent) and ctx.last_sent[-1].kind == "toolResponse"
+    """The closure came right after a tool response, with nothing from the model since."""
+    if not ctx.last_sent or ctx.last_sent[-1].kind != "toolResponse":
+        return False
+    sent_at = ctx.last_sent[-1].at
+    replied = ctx.last_reply_at is not None and ctx.last_reply_at >= sent_at
+    return not replied and ctx.at - sent_at <= RIGHT_AFTER_RESPONSE_S
 
 
 def _policy_violation(reason: str, ctx: CloseContext) -> tuple[str, Action]:
@@ -143,11 +178,15 @@ def _policy_violation(reason: str, ctx: CloseContext) -> tuple[str, Action]:
         return "the service could not find an entity the client named", Action.RESUME
     if reason.startswith(REASON_SESSION_NOT_FOUND):
         return STALE_HANDLE, Action.FRESH
+    if "unregistered callers" in reason:
+        return NO_KEY, Action.FATAL
     return "the service closed the session for a policy violation", Action.RESUME
 
 
 def _invalid(reason: str) -> tuple[str, Action]:
     lowered = reason.lower()
+    if "session handle" in lowered:
+        return STALE_HANDLE, Action.FRESH
     if "api key" in lowered:
         return BAD_KEY, Action.FATAL
     if "activity" in lowered:
@@ -163,10 +202,7 @@ def _internal(reason: str, ctx: CloseContext) -> tuple[str, Action]:
             Action.RESUME
         )
     if "keepalive" in reason:
-        return (
-            "keepalive pings went unanswered: network dropped or the event loop was blocked",
-            Action.RESUME,
-        )
+        return KEEPALIVE, Action.RESUME
     if _last_was_tool_response(ctx):
         return INTERNAL_AFTER_RESPONSE.format(size=ctx.last_tool_response_size), Action.RESUME
     if ctx.pending:
@@ -174,10 +210,19 @@ def _internal(reason: str, ctx: CloseContext) -> tuple[str, Action]:
     return "transient internal error on the service: reconnecting", Action.RESUME
 
 
+def _client_close(code: int | None, reason: str) -> str:
+    if "keepalive" in reason:
+        return KEEPALIVE
+    what = CLIENT_CLOSES.get(code or 0, "this device's WebSocket ended the connection")
+    return f"{what}: closed by this device ({code} {reason or 'no reason'}), reconnecting"
+
+
 def likely_cause(code: int | None, reason: str, ctx: CloseContext) -> tuple[str, Action]:
     """The plain-language cause of a closure and what to do about it."""
     if ctx.local_cause in LOCAL_CAUSES:
         return LOCAL_CAUSES[ctx.local_cause]
+    if ctx.local_cause == "client-close":
+        return _client_close(code, reason), Action.RESUME
     if code == 1008:
         return _policy_violation(reason, ctx)
     if code == 1007:

@@ -1,4 +1,4 @@
-"""The input gate: no realtime input may leave while a tool call is pending.
+"""The input gate: no realtime input may leave while a blocking tool call is pending.
 
 Pure logic, no sockets and no clock. The session shuts the gate synchronously when a
 ``toolCall`` arrives (before any ``await``), asks it before every realtime send, and resolves
@@ -27,6 +27,8 @@ class InputGate:
 
     def __init__(self) -> None:
         self.pending: dict[str, str] = {}
+        # Non-blocking calls: answered like the others, but they never shut the gate.
+        self.running: dict[str, str] = {}
         self.dropped: Counter[str] = Counter()
         # The user's intent (from VAD or the button) and what this connection has been sent.
         self.want_activity = False
@@ -42,15 +44,21 @@ class InputGate:
         for call_id, name in calls:
             self.pending[call_id] = name
 
+    def run_for(self, calls: Iterable[tuple[str, str]]) -> None:
+        """Non-blocking calls arrived: remember each (id, name); the gate stays as it is."""
+        for call_id, name in calls:
+            self.running[call_id] = name
+
     def name_of(self, call_id: str) -> str | None:
-        """The name of a pending call, or None if it is not pending (answered, cancelled)."""
-        return self.pending.get(call_id)
+        """The name of an unanswered call, or None if it is not awaited (answered, cancelled)."""
+        return self.pending.get(call_id) or self.running.get(call_id)
 
     def resolve(self, ids: Iterable[str]) -> bool:
         """These calls were answered or cancelled. True if this opened the gate."""
         was_shut = self.shut
         for call_id in ids:
             self.pending.pop(call_id, None)
+            self.running.pop(call_id, None)
         return was_shut and not self.shut
 
     def admit(self, kind: str) -> bool:
@@ -81,4 +89,5 @@ class InputGate:
     def new_connection(self) -> None:
         """A new connection: nothing is pending and the service has seen no activity."""
         self.pending.clear()
+        self.running.clear()
         self.wire_activity = False

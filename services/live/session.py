@@ -1,8 +1,10 @@
 """The Live session: one object that owns the WebSocket to Gemini Live.
 
 Every realtime input goes through one send path guarded by the :class:`InputGate`. The receive
-loop handles each server message synchronously, so a ``toolCall`` shuts the gate before any
-other task can run. Closures are explained (:mod:`services.live.diagnostics`) and answered by
+loop reads raw frames, passes each through the one boundary (:mod:`services.live.inbound`: a
+malformed frame closes the connection as a protocol error, then the session resumes) and
+handles each checked message synchronously, so a ``toolCall`` shuts the gate before any other
+task can run. Closures are explained (:mod:`services.live.diagnostics`) and answered by
 the reconnect policy: resume with the newest handle, start fresh when the handle is stale, or
 stop with a clear error when retrying cannot help.
 """
@@ -20,23 +22,40 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NoReturn
 
 from google import genai
 from google.genai import errors, types
 from google.genai.live import AsyncSession
+from websockets.asyncio.connection import Connection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.frames import Close
 
 from services.live.diagnostics import Action, CloseContext, CloseReport, SentFrame, likely_cause
 from services.live.dispatch import ToolDispatcher
 from services.live.gate import InputGate, Signal
+from services.live.inbound import (
+    Content,
+    FrameBudget,
+    FunctionCall,
+    ProtocolError,
+    ServerMessage,
+    excerpt,
+    parse_server_frame,
+)
 from services.live.reconnect import ReconnectPolicy
-from services.live.settings import LiveSettings, build_client, build_config
-from services.tools.registry import ToolRegistry
+from services.live.settings import LiveSettings, build_client, build_config, tool_behaviors
+from services.live.transport import SEAM_ADVICE, check_seam, connection_of, unread_frames
+from services.tools.registry import Behavior, ToolRegistry
 
 log = logging.getLogger(__name__)
 
 REALTIME_KINDS = frozenset({"audio", "activityStart", "activityEnd", "audioStreamEnd"})
+# Closures this side chose after the service's goAway: expected, so logged at INFO.
+GO_AWAY_CAUSES = frozenset({"go-away", "go-away-deadline"})
+# How this side closes on a frame it cannot use: 1007 when the bytes do not even decode,
+# 1009 when too large, 1008 for a flood, 1002 (protocol error) for a frame of the wrong shape.
+_CLOSE_CODES = {"not-utf8": 1007, "not-json": 1007, "too-large": 1009, "flood": 1008}
 
 
 class ConnectionState(StrEnum):
@@ -69,6 +88,10 @@ class SessionEvents:
     def on_gate(self, shut: bool, calls: tuple[tuple[str, str], ...]) -> None:
         """The input gate shut for ``calls`` (id, name), or opened (``calls`` empty)."""
 
+    def on_background(self, calls: tuple[tuple[str, str], ...]) -> None:
+        """The non-blocking calls running now (id, name) changed; empty when none is left.
+        They never shut the gate: the user may keep talking."""
+
     def on_audio(self, pcm: bytes) -> None:
         """A piece of the model's reply: 24 kHz mono s16le."""
 
@@ -83,6 +106,9 @@ class SessionEvents:
 
     def on_tool_result(self, call_id: str, name: str, payload: dict[str, Any], ms: float) -> None:
         """A tool call was answered on the wire after ``ms`` milliseconds."""
+
+    def on_usage(self, usage: dict[str, Any]) -> None:
+        """The service's ``usageMetadata`` for a turn (camelCase keys, unchecked values)."""
 
 
 class LiveSessionFatal(Exception):
@@ -102,6 +128,7 @@ class SessionStats:
     sent_while_shut: int = 0
     tool_calls: int = 0
     reconnects: int = 0
+    protocol_errors: Counter[str] = field(default_factory=Counter)
     closures: Counter[int | None] = field(default_factory=Counter)
 
 
@@ -131,6 +158,8 @@ class LiveSession:
     ) -> None:
         self.settings = settings
         self.tools = tools
+        # Checked here so that a behaviour the model cannot take fails before any connect.
+        self.behaviors = tool_behaviors(settings.profile, tools)
         self.events = events or SessionEvents()
         self.gate = InputGate()
         self.stats = SessionStats()
@@ -150,7 +179,15 @@ class LiveSession:
         self._go_away_at: float | None = None
         # The newest handle restores the conversation as it is now (nothing in progress).
         self._resumable = False
+        self._handle_at: float | None = None
+        # When the user's turn now in flight began and ended on the wire (the end only in manual
+        # mode); None once the model completed it.
+        self._turn_at: float | None = None
+        self._turn_end_at: float | None = None
+        self._last_reply_at: float | None = None
         self._local_cause: str | None = None
+        self._unknown_fields: set[str] = set()
+        self._unanswered: str | None = None
         self._connected = asyncio.Event()
         self._mime = f"audio/pcm;rate={settings.input_rate}"
         self._dispatcher = ToolDispatcher(
@@ -161,6 +198,8 @@ class LiveSession:
             on_result=self.events.on_tool_result,
             cap_chars=settings.response_cap_chars,
             max_bytes=settings.max_response_bytes,
+            background_changed=self._background_changed,
+            unanswerable=self._unanswerable,
         )
 
     # -- the send path ---------------------------------------------------------------------
@@ -186,7 +225,7 @@ class LiveSession:
         out after the service considers the call pending. Bounded: a few loop turns."""
         for _ in range(4):
             session = self._session
-            if session is None or not _unread_frames(session):
+            if session is None or not unread_frames(session):
                 return session
             await asyncio.sleep(0)
         return self._session
@@ -199,6 +238,8 @@ class LiveSession:
             return False
         if not self.gate.admit("audio"):
             return False
+        if not self.settings.manual_activity and self._turn_at is None:
+            self._turn_at = self._clock()
         self._note_sent("audio", len(pcm))
         blob = types.Blob(data=pcm, mime_type=self._mime)
         return await self._guarded(session.send_realtime_input(audio=blob))
@@ -228,9 +269,11 @@ class LiveSession:
             return
         self._note_sent(signal.value, 0)
         if signal is Signal.START:
+            if self._turn_at is None or self._turn_end_at is not None:
+                self._turn_at, self._turn_end_at = self._clock(), None
             await self._guarded(session.send_realtime_input(activity_start=types.ActivityStart()))
         else:
-            self._awaiting_since = self._clock()
+            self._awaiting_since = self._turn_end_at = self._clock()
             await self._guarded(session.send_realtime_input(activity_end=types.ActivityEnd()))
 
     async def _send_tool_response(self, response: types.FunctionResponse, size: int) -> bool:
@@ -251,12 +294,24 @@ class LiveSession:
             return False
         return True
 
+    def _background_changed(self) -> None:
+        self.events.on_background(tuple(self.gate.running.items()))
+
+    def _blocking(self, name: str) -> bool:
+        """Does a call of ``name`` shut the gate? A name we never declared does: the safe side."""
+        behavior = self.behaviors.get(name, (Behavior.BLOCKING, None))[0]
+        return behavior is Behavior.BLOCKING
+
     async def _gate_opened(self) -> None:
         log.debug("input gate open")
         self.events.on_gate(False, ())
         signal = self.gate.resync()
         if signal is not None:
             await self._send_signal(signal)
+
+    def _unanswerable(self, call_id: str) -> None:
+        # The watchdog replaces the connection: the service drops the call with it.
+        self._unanswered = call_id
 
     # -- the receive side ------------------------------------------------------------------
     def describe_state(self) -> str:
@@ -271,74 +326,91 @@ class LiveSession:
             return "waiting for the model"
         return "idle" if self.connected else "disconnected"
 
-    def _on_message(self, message: types.LiveServerMessage) -> bool:
-        """Handle one server message without awaiting. True if a cancellation opened the gate."""
+    def _on_message(self, message: ServerMessage) -> bool:
+        """Handle one checked server message without awaiting. True if a cancellation opened
+        the gate."""
         now = self._clock()
         self._last_rx = now
-        update = message.session_resumption_update
+        for name in message.unknown:
+            if name not in self._unknown_fields and len(self._unknown_fields) < 32:
+                self._unknown_fields.add(name)
+                log.info("ignoring the server message field %r: this daemon does not use it", name)
+        if message.usage is not None:
+            self.events.on_usage(message.usage)
+        update = message.resumption
         if update is not None:
             self._resumable = bool(update.resumable and update.new_handle)
             if self._resumable:
                 self._handle = update.new_handle
-        if message.go_away is not None:
-            left = _seconds(message.go_away.time_left)
+                self._handle_at = now
+        if message.go_away_s is not None:
+            left = message.go_away_s
             self._go_away_at = now + left
-            log.info("service sent goAway: %.1f s left; reconnecting at the next safe point", left)
-        if message.tool_call is not None:
-            self._on_tool_call(message.tool_call)
+            log.info(
+                "service sent goAway: %.1f s left; reconnecting at the next safe point or when "
+                "the turn in flight completes",
+                left,
+            )
+        if message.tool_calls:
+            self._on_tool_call(message.tool_calls)
         opened = False
-        if message.tool_call_cancellation is not None:
-            opened = self._dispatcher.cancel(list(message.tool_call_cancellation.ids or []))
-        content = message.server_content
-        if content is not None:
-            self._on_content(content)
+        if message.cancelled_ids is not None:
+            opened = self._dispatcher.cancel(list(message.cancelled_ids))
+        if message.content is not None:
+            self._last_reply_at = now
+            self._on_content(message.content)
         return opened
 
-    def _on_tool_call(self, tool_call: types.LiveServerToolCall) -> None:
-        calls = [
-            (fc.id, fc.name, fc.args or {})
-            for fc in tool_call.function_calls or []
-            if fc.id and fc.name
-        ]
-        skipped = len(tool_call.function_calls or []) - len(calls)
-        if skipped:
-            log.error("ignoring %d function call(s) without id or name", skipped)
-        if not calls:
-            return
-        pairs = tuple((call_id, name) for call_id, name, _ in calls)
-        now = self._clock()
-        self._call_started = {
-            call_id: self._call_started.get(call_id, now) for call_id in self.gate.pending
-        }
-        self._call_started.update((call_id, now) for call_id, _ in pairs)
-        self.gate.shut_for(pairs)
-        self.events.on_gate(True, pairs)
+    def _on_tool_call(self, function_calls: tuple[FunctionCall, ...]) -> None:
+        calls = [(fc.id, fc.name, fc.args) for fc in function_calls]
+        # Only blocking calls shut the gate, and they do so before anything is awaited.
+        pairs = tuple((call_id, name) for call_id, name, _ in calls if self._blocking(name))
+        background = tuple(
+            (call_id, name) for call_id, name, _ in calls if not self._blocking(name)
+        )
+        if pairs:
+            now = self._clock()
+            self._call_started = {
+                call_id: self._call_started.get(call_id, now) for call_id in self.gate.pending
+            }
+            self._call_started.update((call_id, now) for call_id, _ in pairs)
+            self.gate.shut_for(pairs)
+            self.events.on_gate(True, pairs)
         self.stats.tool_calls += len(calls)
-        for call_id, name, _ in calls:
+        for call_id, name in pairs:
             log.info(
                 "tool call %s (%s): input gate shut",
                 name,
                 call_id,
                 extra={"TOOL_NAME": name, "TOOL_CALL_ID": call_id, "LIVE_STATE": "tool-pending"},
             )
+        if background:
+            self.gate.run_for(background)
+            for call_id, name in background:
+                log.info(
+                    "tool call %s (%s): non-blocking, input keeps flowing",
+                    name,
+                    call_id,
+                    extra={"TOOL_NAME": name, "TOOL_CALL_ID": call_id},
+                )
+            self._background_changed()
         self._dispatcher.start(calls)
 
-    def _on_content(self, content: types.LiveServerContent) -> None:
-        if content.model_turn is not None:
-            for part in content.model_turn.parts or []:
-                if part.inline_data is not None and part.inline_data.data:
-                    self._model_speaking = True
-                    self.events.on_audio(part.inline_data.data)
+    def _on_content(self, content: Content) -> None:
+        for pcm in content.audio:
+            self._model_speaking = True
+            self.events.on_audio(pcm)
         if content.interrupted:
             self._model_speaking = False
             self.events.on_interrupted()
-        if content.input_transcription is not None and content.input_transcription.text:
-            self.events.on_transcript("user", content.input_transcription.text)
-        if content.output_transcription is not None and content.output_transcription.text:
-            self.events.on_transcript("model", content.output_transcription.text)
+        if content.input_text:
+            self.events.on_transcript("user", content.input_text)
+        if content.output_text:
+            self.events.on_transcript("model", content.output_text)
         if content.turn_complete:
             self._model_speaking = False
             self._awaiting_since = None
+            self._turn_at = self._turn_end_at = None
             self.events.on_turn_complete()
 
     def _safe_point(self) -> bool:
@@ -347,33 +419,72 @@ class LiveSession:
             return False
         return not (
             self.gate.shut
+            or self.gate.running
             or self._model_speaking
             or self.gate.wire_activity
             or self._awaiting_since is not None
         )
 
+    def _model_turn_in_flight(self) -> bool:
+        """The model owes an answer it is giving or about to give (a call may be pending)."""
+        return self.gate.shut or self._model_speaking or self._awaiting_since is not None
+
+    def _request_at_risk(self) -> bool:
+        """Would resuming now restore the conversation from before the user's turn in flight?"""
+        if self._turn_at is None or not self.settings.resumption:
+            return False
+        # Only a handle issued once the service had the whole turn covers it; in automatic mode
+        # the service decides when that is, and a handle after its start is the best sign.
+        covered_from = self._turn_at if not self.settings.manual_activity else self._turn_end_at
+        return covered_from is None or self._handle_at is None or self._handle_at < covered_from
+
     async def _receive(self, session: AsyncSession) -> None:
+        # Raw frames, not the SDK's receive(): every frame passes the one boundary
+        # (services.live.inbound) before anything acts on it, and the SDK's parser, which
+        # raises on a malformed frame, never sees one.
+        ws = connection_of(session)
+        budget = FrameBudget(self.settings.max_frames_per_second)
         while True:
-            async for message in session.receive():
-                if self._on_message(message):
-                    await self._gate_opened()
-                if self._go_away_at is not None and self._safe_point():
-                    raise _LocalClose("go-away", "reconnecting at a safe point after goAway")
+            raw = await ws.recv(decode=False)
+            if not budget.admit(self._clock()):
+                self._protocol_error(
+                    ProtocolError(
+                        "flood", f"over {budget.per_second} frames in one second", len(raw), ""
+                    )
+                )
+            try:
+                message = parse_server_frame(raw, self.settings.max_frame_bytes)
+            except ProtocolError as exc:
+                self._protocol_error(exc)
+            if self._on_message(message):
+                await self._gate_opened()
+            if self._go_away_at is not None and self._safe_point():
+                raise _LocalClose("go-away", "reconnecting at a safe point after goAway")
+
+    def _protocol_error(self, exc: ProtocolError) -> NoReturn:
+        """Count a frame that failed the boundary and close the connection for it; the
+        closure's report (logged once) carries the kind, size and first bytes."""
+        self.stats.protocol_errors[exc.kind] += 1
+        raise _LocalClose("protocol-error", str(exc), _CLOSE_CODES.get(exc.kind, 1002)) from exc
 
     async def _watchdog(self) -> None:
         """Stop the connection on a silent stall or when a goAway deadline is near."""
         while True:
             await asyncio.sleep(0.1)
             now = self._clock()
+            if self._unanswered is not None:
+                raise _LocalClose("unanswered", f"tool call {self._unanswered} cannot be answered")
             if self._awaiting_since is not None:
                 quiet = now - max(self._last_rx, self._awaiting_since)
                 if quiet > self.settings.stall_timeout_s:
                     raise _LocalClose("stall", f"no frames for {quiet:.1f} s")
-            if (
-                self._go_away_at is not None
-                and now >= self._go_away_at - self.settings.go_away_margin_s
-            ):
-                raise _LocalClose("go-away", "goAway deadline reached without a safe point")
+            # A turn in flight gets until the deadline itself: it ends with its turnComplete (a
+            # safe point), and if not, the service's own closure costs no more than ours.
+            margin = 0.0 if self._model_turn_in_flight() else self.settings.go_away_margin_s
+            if self._go_away_at is not None and now >= self._go_away_at - margin:
+                raise _LocalClose(
+                    "go-away-deadline", "goAway deadline reached without a safe point"
+                )
 
     # -- a connection's life ---------------------------------------------------------------
     async def _serve(self) -> None:
@@ -389,6 +500,18 @@ class LiveSession:
                     "connect-timeout",
                     f"no setupComplete within {self.settings.connect_timeout_s:g} s",
                 ) from exc
+            except ssl.SSLError:
+                raise  # a ValueError too, but no frame: _one_connection names it as TLS
+            except (ValueError, AttributeError) as exc:
+                # The SDK parses the first frame itself: JSON and pydantic raise ValueErrors,
+                # a JSON value that is not an object AttributeError. It has not given us the
+                # session, so its context closes the socket.
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                self._protocol_error(ProtocolError("bad-setup", "first frame", 0, excerpt(first)))
+            if session.setup_complete is None:
+                self._protocol_error(
+                    ProtocolError("bad-setup", "the first frame is not setupComplete", 0, "")
+                )
             self._session = session
             self._last_rx = self._clock()
             self._connected.set()
@@ -410,12 +533,16 @@ class LiveSession:
                 )
                 for task in done:
                     task.result()
-            except (_LocalClose, asyncio.CancelledError):
+            except (_LocalClose, asyncio.CancelledError) as exc:
                 # Leaving the SDK's context with an exception would close with 1011; a
-                # closure we chose is a normal one (1000).
+                # closure we chose is a normal one (1000), or says the frame was at fault.
+                code = exc.code if isinstance(exc, _LocalClose) else None
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(2):
-                        await session.close()
+                        if code is None:
+                            await session.close()
+                        else:
+                            await _close_draining(connection_of(session), code)
                 raise
             finally:
                 for task in (watchdog, receive):
@@ -434,9 +561,13 @@ class LiveSession:
             cause, reason, code = exc.cause, exc.reason, exc.code
         except errors.APIError as exc:
             code, reason = exc.code, str(exc.details or exc.message or "")
+            if (ours := _closed_by_us(exc)) is not None:
+                cause, code, reason = "client-close", ours.code, ours.reason
         except ConnectionClosed as exc:
             code = exc.rcvd.code if exc.rcvd else 1006
             reason = exc.rcvd.reason if exc.rcvd else ""
+            if (ours := _closed_by_us(exc)) is not None:
+                cause, code, reason = "client-close", ours.code, ours.reason
         except InvalidStatus as exc:
             cause, reason = "refused", f"HTTP {exc.response.status_code}"
         except ssl.SSLCertVerificationError as exc:
@@ -474,8 +605,16 @@ class LiveSession:
             input_sent_while_pending=self.stats.sent_while_shut,
             go_away_seen=self._go_away_at is not None,
             local_cause=cause or self._local_cause,
+            at=now,
+            last_reply_at=self._last_reply_at,
         )
         text, action = likely_cause(code, reason, context)
+        if action is Action.RESUME and self._request_at_risk():
+            log.warning(
+                "the newest resumption handle is older than the user's turn in flight: "
+                "resuming may lose that request",
+                extra={"SESSION_ID": self.session_id},
+            )
         return CloseReport(
             code=code,
             reason=reason,
@@ -488,6 +627,7 @@ class LiveSession:
 
     async def _disconnected(self) -> None:
         was_shut = self.gate.shut
+        was_running = bool(self.gate.running)
         self._session = None
         self._connected.clear()
         await self._dispatcher.stop_all()
@@ -495,12 +635,18 @@ class LiveSession:
         self._model_speaking = False
         self._awaiting_since = None
         self._go_away_at = None
+        self._unanswered = None
         self._resumable = False
+        self._handle_at = None
+        self._turn_at = self._turn_end_at = None
+        self._last_reply_at = None
         self._last_sent.clear()
         self._last_response_size = None
         self._call_started.clear()
         if was_shut:
             self.events.on_gate(False, ())
+        if was_running:
+            self.events.on_background(())
 
     def _log_closure(self, report: CloseReport) -> None:
         level = {
@@ -509,7 +655,7 @@ class LiveSession:
             Action.FRESH: logging.WARNING,
             Action.FATAL: logging.ERROR,
         }[report.action]
-        if report.context.local_cause == "go-away":
+        if report.context.local_cause in GO_AWAY_CAUSES:
             level = logging.INFO
         elif report.context.input_sent_while_pending:
             level = logging.ERROR
@@ -535,6 +681,13 @@ class LiveSession:
 
         Raises :class:`LiveSessionFatal` when the closure is one retrying cannot fix, after
         the policy's bounded attempts."""
+        if (problem := await check_seam()) is not None:
+            log.error(
+                "transport seam broken: %s; %s",
+                problem,
+                SEAM_ADVICE,
+                extra={"TRANSPORT_SEAM": "broken"},
+            )
         self.events.on_connection(ConnectionStatus(ConnectionState.CONNECTING))
         try:
             while True:
@@ -546,9 +699,9 @@ class LiveSession:
                     self._handle = None
                     self.session_id = uuid.uuid4().hex[:12]
                     log.warning("starting a fresh session: the conversation context is lost")
+                # Every reconnect, a goAway's rotation too, waits for the policy: a service
+                # that sends goAway on every connection must not be met with a connect storm.
                 delay = self.policy.next_delay(report.action)
-                if report.context.local_cause == "go-away":
-                    delay = 0.0
                 if delay is None:
                     self.events.on_connection(
                         ConnectionStatus(ConnectionState.ERROR, report.cause, report=report)
@@ -569,25 +722,32 @@ class LiveSession:
             self.events.on_connection(ConnectionStatus(ConnectionState.STOPPED))
 
 
-def _unread_frames(session: AsyncSession) -> bool:
-    """True when a server frame has arrived but the receive loop has not read it yet.
+def _closed_by_us(exc: BaseException) -> Close | None:
+    """The close frame this side sent first (a frame over the size limit, a protocol error,
+    a keepalive time-out), found in ``exc``'s chain: the SDK turns a closure without the
+    service's close frame into a 1006 APIError, hiding which side closed and why."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # the chain is short; bounded anyway
+        if seen is None:
+            return None
+        if isinstance(seen, ConnectionClosed):
+            return seen.sent if seen.sent is not None and seen.rcvd_then_sent is not True else None
+        seen = seen.__cause__ or seen.__context__
+    return None
 
-    Reads the pinned websockets connection's incoming queue through the SDK's session; if a
-    future version moves either, this answers False and the send path works as before (the
-    test suite checks that it still sees frames)."""
-    assembler = getattr(getattr(session, "_ws", None), "recv_messages", None)
-    frames = getattr(assembler, "frames", None)
+
+async def _close_draining(ws: Connection, code: int) -> None:
+    """Close with ``code`` while discarding what the service still sends: unread frames
+    would hold back its close frame (flow control) until websockets' close time-out."""
+
+    async def drain() -> None:
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await ws.recv(decode=False)
+
+    drainer = asyncio.create_task(drain(), name="live-drain")
     try:
-        return frames is not None and len(frames) > 0
-    except TypeError:
-        return False
-
-
-def _seconds(duration: str | None) -> float:
-    """Parse a protobuf duration such as ``"50s"`` or ``"0.5s"``."""
-    if not duration:
-        return 0.0
-    try:
-        return float(duration.rstrip("s"))
-    except ValueError:
-        return 0.0
+        await ws.close(code, "protocol error")
+    finally:
+        drainer.cancel()
+        await asyncio.gather(drainer, return_exceptions=True)

@@ -26,8 +26,9 @@ from services.tools.declarations import (
 )
 from services.tools.home_assistant import HomeAssistant
 from services.tools.mqtt import MqttConnection
-from services.tools.registry import ToolConfigError, ToolHandler, ToolSpec
+from services.tools.registry import ToolConfigError, ToolHandler, ToolRefused, ToolSpec
 from services.tools.templates import (
+    TemplateError,
     render_structure,
     render_text,
     render_topic,
@@ -39,7 +40,7 @@ from services.tools.templates import (
 HA_SHARE_OF_TIMEOUT = 0.9
 
 
-class ActionRefused(Exception):
+class ActionRefused(ToolRefused):
     """A call the action will not carry out; the message says why."""
 
 
@@ -160,7 +161,11 @@ def _guarded(declaration: ToolDeclaration, handler: ToolHandler) -> ToolHandler:
                 f"{name} may run {limit.per_minute} times a minute and has; "
                 f"try again in {wait:.0f} s"
             )
-        return await handler(args)
+        try:
+            return await handler(args)
+        except TemplateError as exc:
+            # An argument that cannot fill a template safely: a refusal, nothing was sent.
+            raise ActionRefused(str(exc)) from None
 
     return guarded
 
@@ -206,6 +211,8 @@ def build_tools(
                 handler=_guarded(declaration, handler),
                 parameters=declaration.parameters,
                 timeout_s=declaration.timeout_s,
+                behavior=declaration.behavior,
+                scheduling=declaration.scheduling,
             )
         )
     return specs

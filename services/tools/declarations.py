@@ -1,10 +1,10 @@
 """The ``[mqtt]``, ``[home_assistant]`` and ``[[tools]]`` config sections, from plain dicts.
 
 The functions here take decoded TOML and return frozen settings, or raise
-:class:`SettingError` naming the key at fault (``tools[0].parameters``) and the reason; the
-config loader turns that into its one-line error. Secrets come from the file only when
-written there; otherwise from a file, the environment, or systemd's credentials directory —
-and they never appear in a message.
+:class:`~services.settings_reader.SettingError` naming the key at fault
+(``tools[0].parameters``) and the reason; the config loader turns that into its one-line
+error. Secrets come from the file only when written there; otherwise from a file, the
+environment, or systemd's credentials directory — and they never appear in a message.
 """
 
 from __future__ import annotations
@@ -14,20 +14,29 @@ import json
 import os
 import re
 import socket
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
-
+from services.settings_reader import SettingError, Table
+from services.settings_rules import (
+    FileProblem,
+    excerpt,
+    host_problem,
+    read_small_text,
+    text_rule,
+    url_problem,
+)
+from services.settings_rules import ca_file as pem_file
 from services.tools.ha_device import HaDeviceSettings
 from services.tools.home_assistant import HomeAssistantSettings
 from services.tools.mqtt import MqttSettings
-from services.tools.registry import ToolConfigError
+from services.tools.registry import Behavior, Scheduling, schema_problem
 from services.tools.templates import (
     TemplateError,
+    check_text_payload,
     check_topic_template,
     placeholders,
     structure_placeholders,
@@ -39,27 +48,15 @@ HA_TOKEN_ENV = "HOME_ASSISTANT_TOKEN"
 ACTION_KINDS = ("mqtt_publish", "mqtt_state", "ha_service", "ha_state")
 CONFIRMED = "confirmed"
 _NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
+_NAME_FORM = "letters, digits and _ only (at most 64)"
+TOPIC = text_rule(512)
+PAYLOAD = text_rule(64 * 1024, re.compile(r"[^\x00]*", re.DOTALL), "no NUL characters")
+DESCRIPTION = text_rule(4000, re.compile(r"[^\x00]*", re.DOTALL), "no NUL characters")
+SECRET = text_rule(4096)
+CLIENT_ID = text_rule(128, re.compile(r"[\x21-\x7e]+"), "printable ASCII without spaces")
 _NODE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _SLUG = re.compile(r"[a-z0-9_]+")
 _ENTITY = re.compile(r"[a-z0-9_]+\.[a-z0-9_]+")
-T = TypeVar("T")
-_WORDS = {
-    bool: "true or false",
-    int: "an integer",
-    float: "a number",
-    str: "a string",
-    dict: "a table",
-    list: "an array",
-}
-
-
-class SettingError(ToolConfigError):
-    """A setting that cannot be used: ``key`` names it, ``reason`` says why."""
-
-    def __init__(self, key: str, reason: str) -> None:
-        super().__init__(f"{key}: {reason}")
-        self.key = key
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -114,84 +111,40 @@ class ToolDeclaration:
     timeout_s: float = 5.0
     rate_limit: int | None = None  # calls per minute
     confirm: bool = False
-
-
-class _Reader:
-    """Reads one table, remembering which keys were asked for (to reject the others)."""
-
-    def __init__(self, name: str, data: Any) -> None:
-        if not isinstance(data, dict):
-            raise SettingError(name, f"must be a table, got {type(data).__name__}")
-        self.name = name
-        self.data: dict[str, Any] = data
-        self.seen: set[str] = set()
-
-    def fail(self, key: str, reason: str) -> SettingError:
-        return SettingError(f"{self.name}.{key}", reason)
-
-    def get(
-        self,
-        key: str,
-        kinds: tuple[type, ...],
-        default: T,
-        check: Callable[[Any], str | None] | None = None,
-    ) -> T:
-        self.seen.add(key)
-        if key not in self.data:
-            return default
-        value = self.data[key]
-        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
-            wanted = " or ".join(_WORDS[k] for k in kinds)
-            secret = "password" in key or "token" in key
-            raise self.fail(key, f"expected {wanted}" + ("" if secret else f", got {value!r}"))
-        if check is not None and (problem := check(value)) is not None:
-            raise self.fail(key, problem)
-        return value  # type: ignore[return-value]
-
-    def text(self, key: str, default: str | None = None) -> str:
-        value = self.get(key, (str,), default)
-        if value is None or not value.strip():
-            raise self.fail(key, "is required" if value is None else "must not be empty")
-        return value
-
-    def number(self, key: str, default: float, low: float, high: float) -> float:
-        value = self.get(key, (int, float), default)
-        if not low <= value <= high:
-            raise self.fail(key, f"must be between {low:g} and {high:g}, got {value!r}")
-        return float(value)
-
-    def path(self, key: str) -> Path | None:
-        value = self.get(key, (str,), None)
-        if value is None:
-            return None
-        if not Path(value).is_file():
-            raise self.fail(key, f"no such file: {value}")
-        return Path(value)
-
-    def done(self) -> None:
-        unknown = sorted(set(self.data) - self.seen)
-        if unknown:
-            raise self.fail(unknown[0], "unknown key")
+    # None: the model profile's default; the profile is checked once the model is known.
+    behavior: Behavior | None = None
+    scheduling: Scheduling | None = None
 
 
 def read_credential(name: str, environ: Mapping[str, str]) -> str | None:
-    """Credential ``name`` from systemd's ``$CREDENTIALS_DIRECTORY``, if it is there."""
+    """Credential ``name`` from systemd's ``$CREDENTIALS_DIRECTORY``, if it is there;
+    raises :class:`~services.settings_rules.FileProblem` when it is there but unreadable."""
     directory = environ.get("CREDENTIALS_DIRECTORY")
     if directory:
         candidate = Path(directory) / name
-        if candidate.is_file():
-            return candidate.read_text(encoding="utf-8").strip() or None
+        if candidate.exists():
+            return read_small_text(candidate).strip() or None
     return None
 
 
-def _secret(t: _Reader, inline: str, file_key: str) -> str | None:
+def _credential(t: Table, key: str, name: str, environ: Mapping[str, str]) -> str | None:
+    try:
+        return read_credential(name, environ)
+    except FileProblem as exc:
+        raise t.fail(key, f"credential {name}: {exc}") from exc
+
+
+def _secret(t: Table, inline: str, file_key: str) -> str | None:
     """A secret written in the file, or read from a file it names (not both)."""
-    value = t.get(inline, (str,), None)
+    value = t.get(inline, (str,), None, SECRET)
     path = t.path(file_key)
     if value is not None and path is not None:
         raise t.fail(file_key, f"give {inline} or {file_key}, not both")
     if path is not None:
-        return path.read_text(encoding="utf-8").strip() or None
+        try:
+            return read_small_text(path).strip() or None
+        except FileProblem as exc:
+            raise t.fail(file_key, str(exc)) from exc
     return value
 
 
@@ -206,8 +159,8 @@ def parse_mqtt(
     """The ``[mqtt]`` table: the broker connection, and the device's presence in Home
     Assistant (its availability and state topics unless ``publish_state = false``, discovery
     unless ``discovery = false``)."""
-    t = _Reader("mqtt", data)
-    ca_file = t.path("ca_file")
+    t = Table("mqtt", data)
+    ca_file = t.path("ca_file", pem_file)
     tls = t.get("tls", (bool,), ca_file is not None)
     if ca_file is not None and not tls:
         raise t.fail("ca_file", "is only used with tls = true")
@@ -216,16 +169,16 @@ def parse_mqtt(
     if username is None and password is not None:
         raise t.fail("password", "is only used with a username")
     if username is not None and password is None:
-        password = read_credential(MQTT_PASSWORD_CREDENTIAL, environ)
+        password = _credential(t, "password", MQTT_PASSWORD_CREDENTIAL, environ)
     settings = MqttSettings(
-        host=t.text("host"),
-        port=int(t.number("port", 8883 if tls else 1883, 1, 65535)),
+        host=t.text("host", None, host_problem),
+        port=t.integer("port", 8883 if tls else 1883, 1, 65535),
         tls=tls,
         ca_file=ca_file,
         username=username,
         password=password,
-        client_id=t.get("client_id", (str,), None),
-        keepalive_s=int(t.number("keepalive_s", 30, 5, 3600)),
+        client_id=t.get("client_id", (str,), None, CLIENT_ID),
+        keepalive_s=t.integer("keepalive_s", 30, 5, 3600),
     )
     announce = t.get("publish_state", (bool,), True)
     discovery = t.get("discovery", (bool,), True)
@@ -243,7 +196,7 @@ def parse_mqtt(
             "discovery_prefix",
             (str,),
             "homeassistant",
-            lambda v: None if _topic_ok(v) else "must be a plain topic prefix",
+            lambda v: None if _topic_ok(v) and len(v) <= 256 else "must be a plain topic prefix",
         ),
     )
     t.done()
@@ -259,14 +212,12 @@ def parse_home_assistant(
 ) -> HomeAssistantSettings:
     """The ``[home_assistant]`` table; the token from ``token``/``token_file``, the
     ``HOME_ASSISTANT_TOKEN`` variable or the ``ha-token`` credential."""
-    t = _Reader("home_assistant", data)
-    url = t.text("url").rstrip("/")
-    if not url.startswith(("http://", "https://")):
-        raise t.fail("url", f"must start with http:// or https://, got {url!r}")
+    t = Table("home_assistant", data)
+    url = t.text("url", None, lambda v: url_problem(v, ("http", "https"))).rstrip("/")
     token = (
         _secret(t, "token", "token_file")
         or environ.get(HA_TOKEN_ENV, "").strip()
-        or read_credential(HA_TOKEN_CREDENTIAL, environ)
+        or _credential(t, "token", HA_TOKEN_CREDENTIAL, environ)
     )
     if not token:
         raise t.fail(
@@ -277,7 +228,7 @@ def parse_home_assistant(
     settings = HomeAssistantSettings(
         url=url,
         token=token,
-        ca_file=t.path("ca_file"),
+        ca_file=t.path("ca_file", pem_file),
         timeout_s=t.number("timeout_s", 5.0, 0.1, 60),
     )
     t.done()
@@ -298,7 +249,7 @@ def parse_tools(
     names: set[str] = set()
     tools = []
     for index, item in enumerate(data):
-        tool = _tool(_Reader(f"tools[{index}]", item), mqtt=mqtt, home_assistant=home_assistant)
+        tool = _tool(Table(f"tools[{index}]", item), mqtt=mqtt, home_assistant=home_assistant)
         if tool.name in reserved:
             raise SettingError(f"tools[{index}].name", f"{tool.name!r} is a built-in tool's name")
         if tool.name in names:
@@ -308,11 +259,9 @@ def parse_tools(
     return tuple(tools)
 
 
-def _tool(t: _Reader, *, mqtt: bool, home_assistant: bool) -> ToolDeclaration:
-    name = t.text("name")
-    if not _NAME.fullmatch(name):
-        raise t.fail("name", "letters, digits and _ only (at most 64)")
-    description = t.text("description")
+def _tool(t: Table, *, mqtt: bool, home_assistant: bool) -> ToolDeclaration:
+    name = t.text("name", None, lambda v: None if _NAME.fullmatch(v) else _NAME_FORM)
+    description = t.text("description", None, DESCRIPTION)
     kind = t.text("action")
     if kind not in ACTION_KINDS:
         raise t.fail("action", f"must be one of {', '.join(ACTION_KINDS)}; got {kind!r}")
@@ -320,10 +269,15 @@ def _tool(t: _Reader, *, mqtt: bool, home_assistant: bool) -> ToolDeclaration:
     if not (mqtt if needs == "mqtt" else home_assistant):
         raise t.fail("action", f"{kind} needs an [{needs}] section")
     timeout_s = t.number("timeout_s", 5.0, 0.1, 120)
-    rate_limit = t.get("rate_limit", (int,), None)
-    if rate_limit is not None and not 1 <= rate_limit <= 600:
-        raise t.fail("rate_limit", f"calls per minute, between 1 and 600; got {rate_limit}")
+    rate_limit = t.get(
+        "rate_limit",
+        (int,),
+        None,
+        lambda v: None if 1 <= v <= 600 else f"calls per minute, between 1 and 600; got {v}",
+    )
     confirm = t.get("confirm", (bool,), False)
+    behavior = _choice(t, "behavior", Behavior)
+    scheduling = _choice(t, "scheduling", Scheduling)
     entities = _entities(t) if kind.startswith("ha") else ()
     parameters = _parameters(t, entities, confirm)
     properties = set(parameters.get("properties", {}))
@@ -353,10 +307,23 @@ def _tool(t: _Reader, *, mqtt: bool, home_assistant: bool) -> ToolDeclaration:
         timeout_s=timeout_s,
         rate_limit=rate_limit,
         confirm=confirm,
+        behavior=None if behavior is None else Behavior(behavior),
+        scheduling=None if scheduling is None else Scheduling(scheduling),
     )
 
 
-def _parameters(t: _Reader, entities: tuple[str, ...], confirm: bool) -> dict[str, Any]:
+def _choice(t: Table, key: str, kind: type[StrEnum]) -> str | None:
+    choices = [m.value for m in kind]
+    value: str | None = t.get(
+        key,
+        (str,),
+        None,
+        lambda v: None if v in choices else f"must be one of {', '.join(choices)}; got {v!r}",
+    )
+    return value
+
+
+def _parameters(t: Table, entities: tuple[str, ...], confirm: bool) -> dict[str, Any]:
     """The JSON schema of the arguments; by default for an HA tool, a choice of its entities."""
     default: dict[str, Any] = {"type": "object", "properties": {}}
     if entities:
@@ -365,17 +332,21 @@ def _parameters(t: _Reader, entities: tuple[str, ...], confirm: bool) -> dict[st
             "properties": {"entity_id": {"type": "string", "enum": list(entities)}},
             "required": ["entity_id"],
         }
-    raw = t.get("parameters", (dict, str), default)
+    raw = t.get(
+        "parameters", (dict, str), default, lambda v: PAYLOAD(v) if isinstance(v, str) else None
+    )
     if isinstance(raw, str):
         try:
             raw = json.loads(raw)
+        except RecursionError as exc:
+            raise t.fail("parameters", "not valid JSON: nested too deeply") from exc
         except ValueError as exc:
             raise t.fail("parameters", f"not valid JSON: {exc}") from exc
+    # Checked before the copy: a schema nested thousands deep must not reach deepcopy.
+    problem = schema_problem(raw)
+    if problem is not None:
+        raise t.fail("parameters", f"invalid schema: {problem}")
     schema: dict[str, Any] = copy.deepcopy(raw)
-    try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as exc:
-        raise t.fail("parameters", f"invalid schema: {exc.message}") from exc
     if schema.get("type") != "object" or not isinstance(schema.get("properties", {}), dict):
         raise t.fail("parameters", 'invalid schema: must be {type = "object", properties = ...}')
     if confirm:
@@ -389,14 +360,14 @@ def _parameters(t: _Reader, entities: tuple[str, ...], confirm: bool) -> dict[st
     return schema
 
 
-def _check_names(t: _Reader, key: str, names: list[str], properties: set[str]) -> None:
+def _check_names(t: Table, key: str, names: list[str], properties: set[str]) -> None:
     for name in names:
         if name not in properties:
             known = ", ".join(sorted(properties)) or "none"
             raise t.fail(key, f"${{{name}}} is not one of the tool's parameters ({known})")
 
 
-def _template(t: _Reader, key: str, properties: set[str], default: str | None = None) -> str:
+def _template(t: Table, key: str, properties: set[str], default: str | None = None) -> str:
     template = t.text(key, default)
     try:
         _check_names(t, key, placeholders(template), properties)
@@ -405,8 +376,8 @@ def _template(t: _Reader, key: str, properties: set[str], default: str | None = 
     return template
 
 
-def _topic(t: _Reader, key: str, properties: set[str]) -> str:
-    template = t.text(key)
+def _topic(t: Table, key: str, properties: set[str]) -> str:
+    template = t.text(key, None, TOPIC)
     try:
         _check_names(t, key, check_topic_template(template), properties)
     except TemplateError as exc:
@@ -414,11 +385,15 @@ def _topic(t: _Reader, key: str, properties: set[str]) -> str:
     return template
 
 
-def _mqtt_publish(t: _Reader, properties: set[str], timeout_s: float) -> MqttPublish:
+def _mqtt_publish(t: Table, properties: set[str], timeout_s: float) -> MqttPublish:
     topic = _topic(t, "topic", properties)
-    payload = t.get("payload", (str, dict), "")
+    payload = t.get(
+        "payload", (str, dict), "", lambda v: PAYLOAD(v) if isinstance(v, str) else None
+    )
     try:
         _check_names(t, "payload", structure_placeholders(payload), properties)
+        if isinstance(payload, str):
+            check_text_payload(payload)
     except TemplateError as exc:
         raise t.fail("payload", str(exc)) from exc
     state_topic = _topic(t, "state_topic", properties) if "state_topic" in t.data else None
@@ -437,24 +412,26 @@ def _mqtt_publish(t: _Reader, properties: set[str], timeout_s: float) -> MqttPub
     )
 
 
-def _slug(t: _Reader, key: str) -> str:
+def _slug(t: Table, key: str) -> str:
     value = t.text(key)
     if not _SLUG.fullmatch(value):
         raise t.fail(key, f"lower-case letters, digits and _ only; got {value!r}")
     return value
 
 
-def _entities(t: _Reader) -> tuple[str, ...]:
+def _entities(t: Table) -> tuple[str, ...]:
     values = t.get("entities", (list,), None)
     if not values:
         raise t.fail("entities", "is required: the entity ids this tool may use")
+    if len(values) > 256:
+        raise t.fail("entities", f"at most 256 entities, got {len(values)}")
     for value in values:
-        if not isinstance(value, str) or not _ENTITY.fullmatch(value):
-            raise t.fail("entities", f"{value!r} is not an entity id like light.kitchen")
+        if not isinstance(value, str) or not _ENTITY.fullmatch(value) or len(value) > 255:
+            raise t.fail("entities", f"{excerpt(value)} is not an entity id like light.kitchen")
     return tuple(values)
 
 
-def _data(t: _Reader, properties: set[str]) -> dict[str, Any]:
+def _data(t: Table, properties: set[str]) -> dict[str, Any]:
     data: dict[str, Any] = t.get("data", (dict,), {})
     if "entity_id" in data:
         raise t.fail("data", "entity_id comes from the entity_id key and the allow-list")

@@ -17,6 +17,8 @@ from typing import Any
 
 import httpx
 
+from services.tools.registry import ToolRefused
+
 log = logging.getLogger(__name__)
 
 
@@ -30,7 +32,7 @@ class HomeAssistantSettings:
     timeout_s: float = 5.0
 
 
-class HomeAssistantError(Exception):
+class HomeAssistantError(ToolRefused):
     """A call Home Assistant did not carry out; the message says why."""
 
 

@@ -25,6 +25,8 @@ import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
 from paho.mqtt.reasoncodes import ReasonCode
 
+from services.tools.registry import ToolRefused
+
 log = logging.getLogger(__name__)
 
 # CONNACK codes meaning "bad credentials" in MQTT 3.1.1 (4, 5) and 5.0 (134, 135).
@@ -51,7 +53,7 @@ class MqttSettings:
     reconnect_max_s: float = 30.0
 
 
-class MqttUnavailable(Exception):
+class MqttUnavailable(ToolRefused):
     """The broker cannot be used now; the message says why, for the model to relay."""
 
 

@@ -34,6 +34,18 @@ def placeholders(template: str) -> list[str]:
     return parsed.get_identifiers()
 
 
+def check_text_payload(template: str) -> None:
+    """Refuse a text payload that is JSON with placeholders in it: a text template fills
+    arguments in verbatim, so ``hi", "cmd": "unlock_door`` would break out of its string. A
+    table payload is filled value by value and encoded afterwards, which is safe."""
+    if placeholders(template) and template.lstrip()[:1] in ("{", "[", '"'):
+        raise TemplateError(
+            "a text payload that is JSON cannot be filled safely (an argument could break out "
+            "of its string); write the payload as a table instead, "
+            'e.g. payload = { text = "${text}" }, which is encoded as JSON after filling'
+        )
+
+
 def structure_placeholders(value: Any) -> list[str]:
     """Every placeholder in a structured template (tables, arrays and strings)."""
     if isinstance(value, str):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 import pytest
 
 from device.events import State
+from device.gpio import BACKGROUND_TOOL, PATTERNS
 from services.tools.registry import ToolSpec
 from tests.daemon.conftest import (
     BUTTON_PIN,
@@ -16,6 +18,7 @@ from tests.daemon.conftest import (
     Rig,
     RigFactory,
 )
+from tests.speech_fixtures import noise
 
 LIGHT_ON = {"name": "set_output", "args": {"name": "kitchen_light", "on": True}}
 SCENARIO = {
@@ -179,3 +182,120 @@ async def test_a_rejected_key_shows_the_error_pattern_and_a_press_retries(
         await rig.wait_for(lambda: rig.kinds("state")[-2:] == ["reconnecting", "error"])
         assert len(rig.emulator.trace.select("close")) > attempts
         assert rig.pin(TOOL_PIN).state == 0
+
+
+async def test_a_non_blocking_call_shows_on_the_status_led_and_leaves_the_tool_led_dark(
+    rig_factory: RigFactory, request_speech: bytes
+) -> None:
+    async def slow_search(args: dict[str, Any]) -> str:
+        await asyncio.sleep(1.0)
+        return "found"
+
+    scenario = {"turns": [{"tool_calls": [LIGHT_ON, {"name": "slow_search"}], "reply": "ok"}]}
+    # No behaviour given: on gemini-3.8-live both the GPIO tool and this one are non-blocking.
+    tool = ToolSpec("slow_search", "a slow search", slow_search, timeout_s=5)
+    async with rig_factory(
+        scenario, mode="always", extra_tools=(tool,), live={"model": "gemini-3.8-live"}
+    ) as rig:
+        rig.mic.say(request_speech)
+        await rig.wait_for(lambda: "slow_search" in rig.kinds("tool-running")[-1:])
+        status = rig.daemon.indicators.status
+        assert status is not None
+        assert status.pattern is BACKGROUND_TOOL
+        assert rig.pin(TOOL_PIN).state == 0
+        await rig.wait_for(lambda: rig.kinds("tool-running")[-1:] == [""])
+        await rig.wait_state("idle")
+        assert status.pattern is PATTERNS[State.IDLE]
+        assert rig.pin(LIGHT_PIN).state == 1
+        assert rig.daemon.source.stats.gated == 0
+    assert_clean(rig)
+    assert rig.kinds("tool-led") == []
+    [call] = rig.emulator.trace.select("out", kind="toolCall")
+    assert call["blocking"] == [False, False]
+
+
+def speaking_to_idle(states: list[str]) -> int:
+    return sum(1 for a, b in itertools.pairwise(states) if (a, b) == ("speaking", "idle"))
+
+
+async def test_a_barge_in_reply_plays_with_one_speaking_to_idle_transition(
+    rig_factory: RigFactory, request_speech: bytes
+) -> None:
+    scenario = {
+        "turns": [
+            {"reply": "This is a long answer that keeps going for a while. " * 3},
+            {"reply": "Here is the second answer, in several pieces."},
+        ]
+    }
+    async with rig_factory(scenario, mode="press", pace=1.0) as rig:
+        button = rig.pin(BUTTON_PIN)
+        button.drive_low()
+        button.drive_high()
+        rig.mic.say(request_speech)
+        await rig.wait_state("speaking")
+        # A press while the model speaks interrupts it and opens the next turn.
+        button.drive_low()
+        button.drive_high()
+        await rig.wait_state("listening")
+        barge_in = len(rig.kinds("state"))
+        rig.mic.say(request_speech)
+        await rig.wait_for(
+            lambda: (
+                "pieces." in "".join(rig.kinds("model-said"))
+                and rig.daemon.machine.state is State.IDLE
+            )
+        )
+    assert_clean(rig)
+    assert rig.emulator.trace.select("out", kind="serverContent.interrupted") != []
+    after = rig.kinds("state")[barge_in - 1 :]
+    assert after[0] == "listening"
+    assert "speaking" in after
+    assert speaking_to_idle(after) == 1
+    assert after[-1] == "idle"
+
+
+async def test_room_tone_that_starts_during_a_pending_call_starts_no_turn(
+    rig_factory: RigFactory, request_speech: bytes
+) -> None:
+    async def slow_light(args: dict[str, Any]) -> str:
+        await asyncio.sleep(3.5)
+        return "ok"
+
+    # No spoken reply: nothing plays, so the VAD hears the room as soon as the gate opens.
+    scenario = {"turns": [{"tool_calls": [{"name": "slow_light"}], "reply": ""}]}
+    tool = ToolSpec("slow_light", "a slow relay", slow_light, timeout_s=10)
+    room_tone = noise(6.0, 1000.0, brown=True, seed=7).pcm
+    async with rig_factory(scenario, mode="always", extra_tools=(tool,)) as rig:
+        rig.mic.say(request_speech)
+        await rig.wait_for(lambda: rig.pin(TOOL_PIN).state == 1)
+        rig.mic.say(room_tone)
+        await rig.wait_for(lambda: rig.kinds("tool-led") == ["on", "off"])
+        await asyncio.to_thread(rig.mic.idle.wait, 15)
+        await rig.wait_state("idle")
+    assert_clean(rig)
+    assert rig.signals() == ["activityStart", "activityEnd"]
+
+
+async def test_after_a_mid_utterance_call_the_turn_ends_once_the_vad_hears_silence(
+    rig_factory: RigFactory, request_speech: bytes
+) -> None:
+    async def slow_light(args: dict[str, Any]) -> str:
+        await asyncio.sleep(2.5)
+        return "ok"
+
+    # The call comes while the user speaks and is answered after they stopped.
+    turn = {"tool_calls": [{"name": "slow_light"}], "during_speech_ms": 300, "reply": "Done."}
+    tool = ToolSpec("slow_light", "a slow relay", slow_light, timeout_s=10)
+    async with rig_factory({"turns": [turn]}, mode="always", extra_tools=(tool,)) as rig:
+        rig.mic.say(request_speech)
+        await rig.wait_for(lambda: rig.kinds("tool-led") == ["on", "off"])
+        await rig.wait_for(lambda: "Done." in "".join(rig.kinds("model-said")))
+    assert_clean(rig)
+    assert rig.signals() == ["activityStart", "activityEnd"]
+    trace = rig.emulator.trace
+    [response] = trace.select("in", kind="toolResponse")
+    [end] = trace.select("in", kind="activityEnd")
+    after_gate = [r for r in trace.select("in", kind="audio") if response["t"] < r["t"] < end["t"]]
+    # The VAD restarts when the gate opens: its hang-over of silence (400 ms, 20 frames) ends
+    # the turn, with a few frames for the hand-over to the session.
+    assert len(after_gate) <= 20 + 5

@@ -51,6 +51,7 @@ async def capture(
         period_ms=period_ms,
         frame_ms=FRAME_MS,
         queue_frames=frames + 100,
+        max_speed=None,  # the fixtures are fed as fast as they are read
     )
     rate = capture_settings.device_rate or INPUT_RATE
     frame_size = 2 * capture_settings.channels

@@ -87,6 +87,12 @@ BAD = [
     ("[vad]\naggressiveness = 7\n", "vad.aggressiveness", "between"),
     ("[button]\nmode = 'toggle'\n", "button.mode", "must be one of"),
     ("[gpio]\npin_factory = 'native'\n", "gpio.pin_factory", "must be one of lgpio, mock"),
+    ("[usage]\nprices = { input_text = 1 }\n", "usage.prices.input_audio", "is required"),
+    (
+        "[usage.prices]\ninput_text = -1\ninput_audio = 3\noutput_text = 2\noutput_audio = 12\n",
+        "usage.prices.input_text",
+        "between",
+    ),
     ("[leds]\ntool_pending_pin = 17\n", "leds.tool_pending_pin", "already used by button.pin"),
     ("[[outputs]]\nname = 'a'\npin = 99\n", "outputs[0].pin", ""),
     (

@@ -52,6 +52,19 @@ async def test_paused_bridge_gates_queued_and_arriving_frames() -> None:
     assert await bridge.get() == b"c"
 
 
+async def test_a_paused_bridge_keeps_only_the_measure_of_gated_frames() -> None:
+    bridge = FrameBridge(asyncio.get_running_loop(), capacity=10, measure=len)
+    bridge.put(b"a")
+    bridge.paused = True
+    bridge.put(b"bb")
+    bridge.put(b"ccc")
+    bridge.paused = False
+    bridge.put(b"dddd")
+    assert bridge.take_gated_levels() == [1, 2, 3]
+    assert bridge.take_gated_levels() == []
+    assert await bridge.get() == b"dddd"
+
+
 async def test_closing_wakes_a_waiting_reader() -> None:
     bridge = FrameBridge(asyncio.get_running_loop(), capacity=2)
     waiter = asyncio.create_task(bridge.get())

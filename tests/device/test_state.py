@@ -178,6 +178,34 @@ def test_barge_in_while_speaking_flushes_and_opens_a_turn() -> None:
     assert m.state is State.LISTENING
 
 
+def test_the_old_turns_end_after_a_barge_in_closes_only_the_old_turn() -> None:
+    m = machine(ButtonMode.ALWAYS, SpeechStarted(), SpeechEnded(), ModelAudio())
+    run(m, SpeechStarted(), SpeechEnded())
+    # The service ends the turn that was cut off, then answers the new one in chunks, each
+    # played out before the next arrives.
+    run(m, Interrupted(), TurnComplete())
+    states = []
+    for _ in range(5):
+        run(m, ModelAudio(), PlaybackIdle())
+        states.append(m.state)
+    assert states == [State.SPEAKING] * 5
+    run(m, TurnComplete())
+    assert m.state is State.IDLE
+
+
+def test_a_barge_in_after_the_model_finished_waits_for_no_old_turn_complete() -> None:
+    m = machine(ButtonMode.ALWAYS, SpeechStarted(), SpeechEnded(), ModelAudio(), TurnComplete())
+    run(m, SpeechStarted(), SpeechEnded(), ModelAudio(), TurnComplete(), PlaybackIdle())
+    assert m.state is State.IDLE
+
+
+def test_a_reconnect_forgets_the_turns_a_barge_in_cut_off() -> None:
+    m = machine(ButtonMode.ALWAYS, SpeechStarted(), SpeechEnded(), ModelAudio())
+    run(m, SpeechStarted(), SpeechEnded(), Reconnecting(0.1, "1011"), Connected())
+    run(m, ModelAudio(), TurnComplete(), PlaybackIdle())
+    assert m.state is State.IDLE
+
+
 def test_button_press_while_speaking_interrupts_in_every_mode() -> None:
     m = machine(ButtonMode.PRESS, ButtonPressed(), SpeechEnded(), ModelAudio())
     commands = run(m, ButtonPressed())

@@ -19,7 +19,9 @@ from device.vad import (
     StartTrigger,
     VadEvent,
     VadSettings,
+    level_db,
 )
+from tests.speech_fixtures import noise
 
 FRAME = 640  # 20 ms at 16 kHz, s16le
 VOICED = b"\x01\x00" * (FRAME // 2)
@@ -185,6 +187,38 @@ def test_endpointer_ignores_loud_steady_noise_the_classifier_calls_speech() -> N
     assert not any(isinstance(everything_is_speech.process(f), SpeechStarted) for f in noisy)
     without_floor = Endpointer(VadSettings(noise_margin_db=0), classifier=lambda f, s: True)
     assert any(isinstance(without_floor.process(f), SpeechStarted) for f in noisy)
+
+
+def _starts(ep: Endpointer, pcm: bytes) -> int:
+    return sum(isinstance(ep.process(f), SpeechStarted) for f in Rechunker(FRAME).push(pcm))
+
+
+def test_room_tone_that_starts_while_frozen_starts_no_turn_after_resume() -> None:
+    # webrtcvad itself takes brown noise for speech: only the floor can tell it is the room.
+    quiet = noise(3.0, 30.0, seed=4).pcm
+    room_tone = noise(6.0, 1000.0, brown=True, seed=5).pcm
+    ep = Endpointer(VadSettings())
+    assert _starts(ep, quiet) == 0
+    ep.freeze()
+    during_call, after_call = room_tone[: len(room_tone) // 2], room_tone[len(room_tone) // 2 :]
+    assert _starts(ep, during_call) == 0
+    ep.resume()
+    assert _starts(ep, after_call) == 0
+    # Speech well above the room tone still starts a turn.
+    assert _starts(ep, noise(0.5, 8000.0, brown=True, seed=6).pcm) == 1
+
+
+def test_levels_of_frames_gated_at_the_source_teach_the_floor() -> None:
+    room_tone = Rechunker(FRAME).push(noise(6.0, 1000.0, brown=True, seed=5).pcm)
+    taught, untaught = Endpointer(VadSettings()), Endpointer(VadSettings())
+    for ep in (taught, untaught):
+        _starts(ep, noise(3.0, 30.0, seed=4).pcm)
+        ep.freeze()
+    taught.learn_noise(level_db(f) for f in room_tone[:150])
+    for ep in (taught, untaught):
+        ep.resume()
+    assert not any(isinstance(taught.process(f), SpeechStarted) for f in room_tone[150:])
+    assert any(isinstance(untaught.process(f), SpeechStarted) for f in room_tone[150:])
 
 
 def test_half_duplex_discards_while_playing_and_for_the_tail() -> None:

@@ -14,7 +14,9 @@ import pytest
 import systemd.journal as sd_journal
 
 from device import journal
-from device.journal import MASK, Redactor, send_fields, setup_logging, under_systemd
+from device.config import parse_settings
+from device.daemon import credentials
+from device.journal import MASK, Redactor, protect, send_fields, setup_logging, under_systemd
 
 KEY = "AIzaSyD-0123456789abcdefghijklmnopqrstu"  # Google key shape, not a real one
 
@@ -173,3 +175,31 @@ def test_the_journal_is_chosen_only_for_a_service(tmp_path: Path) -> None:
         assert not under_systemd(inherited, stream.fileno())
     assert under_systemd({"INVOCATION_ID": "0123"})
     assert not under_systemd({})
+
+
+def test_credentials_read_after_set_up_are_masked_too() -> None:
+    with bare_root() as root:
+        setup_logging(False, {})
+        protect(["broker-password-1", None, "  "])
+        [handler] = root.handlers
+    record = logging.LogRecord(
+        "x", logging.INFO, __file__, 1, "login %s", ("with broker-password-1",), None
+    )
+    assert handler.filter(record)
+    assert record.getMessage() == f"login with {MASK}"
+
+
+def test_the_daemon_hands_the_mqtt_password_and_ha_token_to_the_redactor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "mqtt-password").write_text("broker-password-1\n")
+    (tmp_path / "ha-token").write_text("long-lived-token-2\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    settings = parse_settings(
+        {
+            "mqtt": {"host": "127.0.0.1", "username": "voice"},
+            "home_assistant": {"url": "http://127.0.0.1:8123"},
+        },
+        tmp_path / "config.toml",
+    )
+    assert credentials(settings) == ["broker-password-1", "long-lived-token-2"]

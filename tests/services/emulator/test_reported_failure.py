@@ -45,7 +45,9 @@ async def one_run(factory: EmulatorFactory, seed: int) -> tuple[int | None, str,
         try:
             async with (
                 asyncio.timeout(15),
-                client.aio.live.connect(model="m", config=live_config(manual=False)) as session,
+                client.aio.live.connect(
+                    model="m", config=live_config(manual=False, tools=("get_time",))
+                ) as session,
             ):
                 mic = paced_mic(speech_ms=during + 600, total_ms=4000)
                 await run_cookbook(session, mic, {"get_time": get_time})

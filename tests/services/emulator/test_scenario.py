@@ -26,6 +26,16 @@ def test_default_scenario_has_a_tool_call() -> None:
         ({"turns": [{"tool_calls": [{"args": {}}]}]}, "scenario.turns[0].tool_calls[0].name"),
         ({"turns": [{"faults": [{"kind": "explode"}]}]}, "scenario.turns[0].faults[0].kind"),
         ({"turns": [], "grace_ms": True}, "scenario.grace_ms"),
+        ({"turns": [{"faults": [{"kind": "hostile"}]}]}, "takes frame or text"),
+        (
+            {"turns": [{"faults": [{"kind": "hostile", "frame": "nope"}]}]},
+            "scenario.turns[0].faults[0].frame",
+        ),
+        (
+            {"turns": [{"faults": [{"kind": "hostile", "text": "x", "count": 0}]}]},
+            "scenario.turns[0].faults[0].count",
+        ),
+        ({"turns": [], "setup_frame": {"frame": "nope"}}, "scenario.setup_frame.frame"),
     ],
 )
 def test_bad_scenarios_name_the_file_and_key(tmp_path: Path, data: object, key: str) -> None:

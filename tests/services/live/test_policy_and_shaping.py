@@ -111,3 +111,37 @@ def test_internal_error_after_a_tool_response_names_its_size() -> None:
     )
     assert "120 B" in cause
     assert action is Action.RESUME
+
+
+def test_an_internal_error_long_after_a_tool_response_is_not_blamed_on_it() -> None:
+    # The response went out at 0 s, the model spoke its whole reply, the closure came at 3.4 s.
+    late = ctx(last_sent=RESPONSE, last_tool_response_size=120, at=3.4, last_reply_at=3.0)
+    cause, _ = likely_cause(1011, d.REASON_INTERNAL, late)
+    assert "tool response" not in cause
+    replied = ctx(last_sent=RESPONSE, last_tool_response_size=120, at=0.5, last_reply_at=0.2)
+    assert "tool response" not in likely_cause(1011, d.REASON_INTERNAL, replied)[0]
+    quiet_too_long = ctx(last_sent=RESPONSE, last_tool_response_size=120, at=3.4)
+    assert "tool response" not in likely_cause(1011, d.REASON_INTERNAL, quiet_too_long)[0]
+    right_after = ctx(last_sent=RESPONSE, last_tool_response_size=120, at=0.3)
+    assert "tool response (120 B)" in likely_cause(1011, d.REASON_INTERNAL, right_after)[0]
+
+
+def test_an_unknown_id_long_after_a_response_is_not_called_an_id_mismatch() -> None:
+    late = ctx(last_sent=RESPONSE, at=3.4, last_reply_at=3.0)
+    assert likely_cause(1008, d.REASON_NOT_FOUND, late)[0] != d.ID_MISMATCH
+
+
+def test_the_go_away_deadline_is_not_called_a_safe_point() -> None:
+    cause, action = likely_cause(None, "", ctx(local_cause="go-away-deadline"))
+    assert "safe point" in cause
+    assert "reconnected at a safe point" not in cause
+    assert action is Action.RESUME
+
+
+def test_a_missing_key_is_named_and_fatal() -> None:
+    reason = "Method doesn't allow unregistered callers (callers without established identity)."
+    assert likely_cause(1008, reason, ctx()) == (d.NO_KEY, Action.FATAL)
+
+
+def test_an_invalid_session_handle_starts_a_fresh_session() -> None:
+    assert likely_cause(1007, "Invalid session handle", ctx()) == (d.STALE_HANDLE, Action.FRESH)

@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 
 from services.emulator import rules
-from services.emulator.server import Emulator
+from services.emulator.server import RESUMPTION_MODES, Emulator, Resumption
+from services.emulator.speech import OUTPUT_RATE, synthesize
 from services.live.diagnostics import Action
-from services.live.session import ConnectionState, LiveSessionFatal, _unread_frames
-from tests.conftest import EmulatorFactory, live_config, sdk_client
+from services.live.session import ConnectionState, LiveSessionFatal
+from tests.conftest import EmulatorFactory
 from tests.services.live.harness import FRAME, Recorder, new_session, running, speak, tool
 
 
@@ -29,6 +30,12 @@ async def set_output(args: dict[str, Any]) -> dict[str, Any]:
 
 
 LIGHT = {"name": "set_output", "args": {"name": "kitchen", "on": True}}
+
+
+async def slow_output(args: dict[str, Any]) -> dict[str, Any]:
+    """A tool slow enough for a fault to strike while its call is pending."""
+    await asyncio.sleep(0.2)
+    return await set_output(args)
 
 
 async def test_tool_call_while_the_user_is_speaking(emulator_factory: EmulatorFactory) -> None:
@@ -237,6 +244,106 @@ async def test_go_away_mid_turn_reconnects_seamlessly(emulator_factory: Emulator
     assert len({s["conv"] for s in em.trace.select("in", kind="setup")}) == 1
 
 
+@pytest.mark.parametrize("resumption", RESUMPTION_MODES)
+async def test_go_away_shortly_before_a_reply_ends_lets_the_turn_finish(
+    emulator_factory: EmulatorFactory, resumption: Resumption
+) -> None:
+    reply = "The light in the kitchen is now on and the hall stays dark."
+    # The reply takes about 2 s to stream: it ends 0.5 s before the 2.5 s deadline, inside the
+    # session's 1 s margin, so only a rotation that waits for the turn keeps the request.
+    seconds = len(synthesize(reply)) / (2 * OUTPUT_RATE)
+    scenario = {
+        "turns": [
+            {"reply": reply, "faults": [{"kind": "go_away", "at": "reply", "time_left_ms": 2500}]},
+            {"reply": "Still here."},
+        ]
+    }
+    async with emulator_factory(scenario, pace=2.0 / seconds, resumption=resumption) as em:
+        rec = Recorder()
+        session = new_session(em, [], rec)
+        async with running(session):
+            await speak(session)
+            await rec.wait_turns(1)
+            assert rec.reply_text() == reply
+            await rec.wait_for(lambda: len(session.closures) == 1 and session.connected)
+            await speak(session)
+            await rec.wait_turns(2)
+    assert_clean(em)
+    assert rec.reply_text() == f"{reply} Still here."
+    [report] = session.closures
+    assert report.context.local_cause == "go-away"
+    assert "safe point" in report.cause
+    out = em.trace.select("out")
+    first_close = em.trace.select("close")[0]
+    assert first_close["by"] == "client"
+    assert [r["kind"] for r in out if r["conn"] == 1].count("serverContent.turnComplete") == 1
+
+
+@pytest.mark.parametrize("resumption", RESUMPTION_MODES)
+async def test_resuming_from_a_handle_older_than_the_turn_says_the_request_may_be_lost(
+    emulator_factory: EmulatorFactory, caplog: pytest.LogCaptureFixture, resumption: Resumption
+) -> None:
+    # The call comes while the user speaks, before their turn is committed: the newest handle
+    # is the one from the setup, older than the turn the 1011 cuts off.
+    turn = {
+        "tool_calls": [LIGHT],
+        "during_speech_ms": 60,
+        "reply": "Done.",
+        "faults": [{"kind": "close", "code": 1011, "at": "tool_pending", "after_ms": 20}],
+    }
+    caplog.set_level(logging.INFO, logger="services.live")
+    async with emulator_factory({"turns": [turn]}, resumption=resumption) as em:
+        rec = Recorder()
+        session = new_session(em, [tool("set_output", slow_output)], rec)
+        async with running(session):
+            await speak(session, frames=40, pace_s=0.005)
+            await rec.wait_for(lambda: len(session.closures) == 1 and session.connected)
+    assert_clean(em)
+    assert [r.code for r in session.closures] == [1011]
+    lost = [r for r in caplog.records if "may lose that request" in r.getMessage()]
+    assert len(lost) == 1
+    assert lost[0].levelno == logging.WARNING
+
+
+async def test_resuming_from_a_handle_taken_after_the_turn_says_nothing_is_lost(
+    emulator_factory: EmulatorFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    turn = {
+        "tool_calls": [LIGHT],
+        "reply": "Done.",
+        "faults": [{"kind": "close", "code": 1011, "at": "tool_pending", "after_ms": 20}],
+    }
+    caplog.set_level(logging.INFO, logger="services.live")
+    async with emulator_factory({"turns": [turn]}) as em:
+        rec = Recorder()
+        session = new_session(em, [tool("set_output", slow_output)], rec)
+        async with running(session):
+            await speak(session)
+            await rec.wait_turns(1)
+    assert [r.code for r in session.closures] == [1011]
+    assert not [r for r in caplog.records if "may lose that request" in r.getMessage()]
+
+
+async def test_a_1011_long_after_a_tool_response_is_not_blamed_on_it(
+    emulator_factory: EmulatorFactory,
+) -> None:
+    turn = {
+        "tool_calls": [LIGHT],
+        "reply": "Done.",
+        "faults": [{"kind": "close", "code": 1011, "at": "reply", "after_ms": 1500}],
+    }
+    async with emulator_factory({"turns": [turn]}) as em:
+        rec = Recorder()
+        session = new_session(em, [tool("set_output", set_output)], rec)
+        async with running(session):
+            await speak(session)
+            await rec.wait_turns(1)
+    [report] = session.closures
+    assert report.code == 1011
+    assert [f.kind for f in report.context.last_sent][-1:] == ["toolResponse"]
+    assert "tool response" not in report.cause
+
+
 async def test_a_stale_handle_starts_a_fresh_session(emulator_factory: EmulatorFactory) -> None:
     scenario = {
         "turns": [
@@ -330,20 +437,3 @@ async def test_input_is_never_sent_while_offline(emulator_factory: EmulatorFacto
         session = new_session(em, [], Recorder())
         assert await session.send_audio(FRAME) is False
         assert session.stats.frames_offline == 1
-
-
-async def test_the_send_path_sees_frames_the_receive_loop_has_not_read(
-    emulator_factory: EmulatorFactory,
-) -> None:
-    async with emulator_factory({"turns": []}) as em:
-        client = sdk_client(em)
-        async with client.aio.live.connect(model="m", config=live_config()) as raw:
-            # The stand-in sends a resumption handle right after setupComplete.
-            for _ in range(200):
-                if _unread_frames(raw):
-                    break
-                await asyncio.sleep(0.01)
-            assert _unread_frames(raw)
-            async with asyncio.timeout(5):
-                await anext(aiter(raw.receive()))
-            assert not _unread_frames(raw)
