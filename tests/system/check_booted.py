@@ -122,6 +122,7 @@ def stage_guest_files(root: Path) -> None:
     plv = root / "root/plv"
     plv.mkdir(parents=True, exist_ok=True)
     (plv / "scenario.json").write_text(json.dumps(SCENARIO))
+    (plv / "standin-key").write_text(API_KEY)
     (plv / "speech.raw").write_bytes(speak("Turn on the kitchen light, please."))
     (plv / "mic.py").write_text((Path(__file__).parent / "guest_mic.py").read_text())
     (root / "etc/asound.conf").write_text(ASOUND_CONF)
@@ -134,7 +135,7 @@ def start_helpers(box: Booted) -> None:
     box.run(
         f"systemd-run --unit=plv-standin -p Type=exec {VENV}/bin/pi-live-voice emulator "
         f"--port {PORT} --cert-out {CA_FILE} --scenario /root/plv/scenario.json "
-        f"--api-key {API_KEY} --pace 0.2"
+        "--api-key-file /root/plv/standin-key --pace 0.2"
     )
     box.run(f"systemd-run --unit=plv-mic -p Type=exec {VENV}/bin/python /root/plv/mic.py")
     box.wait_for(
