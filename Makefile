@@ -4,20 +4,28 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# libasound2-dev, libsystemd-dev and pkg-config build pyalsaaudio and systemd-python;
-# espeak-ng and sox make speech fixtures; mosquitto is the real broker the tests start;
-# systemd brings systemd-analyze and journald for the unit and journal tests.
-# swig builds lgpio, the pin driver, where PyPI has no wheel for this Python and machine.
-APT_PACKAGES := build-essential libasound2-dev libsystemd-dev pkg-config swig espeak-ng sox \
-	mosquitto alsa-utils systemd python3-venv python3-dev
+# What a device needs to run and to build its compiled modules, and nothing more:
+# pyalsaaudio builds against libasound2-dev, systemd-python against libsystemd-dev through
+# pkg-config, both with a C compiler (gcc, libc6-dev: not all of build-essential); swig builds
+# lgpio, the pin driver, where PyPI has no wheel for this Python and machine; the venv needs
+# python3-venv and the headers python3-dev. `make install` installs these alone.
+RUNTIME_PACKAGES := gcc libc6-dev libasound2-dev libsystemd-dev pkg-config swig python3-venv \
+	python3-dev
+# What only the tests, the demo and the bench need: espeak-ng and sox make speech fixtures;
+# mosquitto is the real broker the tests start (Debian's package also enables and starts it,
+# one more reason it stays off a device); alsa-utils for manual checks; systemd brings
+# systemd-analyze and journald for the unit and journal tests.
+TEST_PACKAGES := espeak-ng sox mosquitto alsa-utils systemd
+# What `make test-system` and `make test-arm64` need on the host: Debian root file systems,
+# a booted systemd in a container, aarch64 emulation.
+SYSTEM_TEST_PACKAGES := debootstrap systemd-container qemu-user-static binfmt-support
 # PYPI=1 below: lgpio's source build links its own copy of the lg C library only then (else it
 # wants a system liblgpio, which plain Debian does not have).
 
-.PHONY: test demo bench fuzz install lint typecheck pytest system-packages venv lock clean
-
-system-packages:
+# $(call apt-install,PACKAGES): apt-get install whichever of PACKAGES are missing.
+define apt-install
 	@missing=""; \
-	for p in $(APT_PACKAGES); do \
+	for p in $(1); do \
 		dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -26,6 +34,19 @@ system-packages:
 		$$sudo apt-get update -q; \
 		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends $$missing; \
 	fi
+endef
+
+.PHONY: test demo bench fuzz install lint typecheck pytest runtime-packages system-packages \
+	system-test-packages venv lock clean test-system test-arm64
+
+runtime-packages:
+	$(call apt-install,$(RUNTIME_PACKAGES))
+
+system-packages: runtime-packages
+	$(call apt-install,$(TEST_PACKAGES))
+
+system-test-packages:
+	$(call apt-install,$(SYSTEM_TEST_PACKAGES))
 
 $(BIN)/.installed: pyproject.toml requirements.lock | system-packages
 	$(PYTHON) -m venv $(VENV)
@@ -73,9 +94,17 @@ PREFIX ?= /opt/pi-live-voice
 VENV_SRC ?=
 CONF_DIR := /etc/pi-live-voice
 UNIT_DIR := /etc/systemd/system
+# The unit's SupplementaryGroups=gpio needs a gpio group owning /dev/gpiochip*. Raspberry Pi
+# OS has both (its own 99-com.rules gives the group the chips), so where a gpio group exists
+# and our rule is not already there, nothing is added: a second rule would fight theirs.
+# Elsewhere (plain Debian) the group is created and the rule installed, and a running udev
+# applies it to the chips at once. Under DESTDIR the rule is only staged and no group is
+# created: groupadd would change the build host, not the target (a package's postinst does it).
+UDEV_RULES_DIR := /etc/udev/rules.d
+GPIO_RULE := 60-pi-live-voice-gpio.rules
 INSTALL_VENV = $(abspath $(DESTDIR)$(PREFIX))/venv
 
-install: $(if $(VENV_SRC),,system-packages)
+install: $(if $(VENV_SRC),,runtime-packages)
 	rm -rf "$(INSTALL_VENV).new"
 	mkdir -p "$(dir $(INSTALL_VENV))"
 	if [ -n "$(VENV_SRC)" ]; then \
@@ -100,6 +129,15 @@ install: $(if $(VENV_SRC),,system-packages)
 	install -d -m 0700 "$(DESTDIR)$(CONF_DIR)/credentials"
 	[ -e "$(DESTDIR)$(CONF_DIR)/credentials/gemini-api-key" ] || \
 		install -m 0600 /dev/null "$(DESTDIR)$(CONF_DIR)/credentials/gemini-api-key"
+	if [ -n "$(DESTDIR)" ]; then \
+		install -D -m 0644 systemd/$(GPIO_RULE) "$(DESTDIR)$(UDEV_RULES_DIR)/$(GPIO_RULE)"; \
+	elif ! getent group gpio >/dev/null || [ -e "$(UDEV_RULES_DIR)/$(GPIO_RULE)" ]; then \
+		getent group gpio >/dev/null || groupadd --system gpio; \
+		install -D -m 0644 systemd/$(GPIO_RULE) "$(UDEV_RULES_DIR)/$(GPIO_RULE)"; \
+		if [ -S /run/udev/control ]; then \
+			udevadm control --reload && udevadm trigger --subsystem-match=gpio --action=change; \
+		fi; \
+	fi
 	@echo
 	@echo "Installed. Then, as root:"
 	@echo "  # the API key, as a root-only credential (never in config.toml):"
@@ -116,6 +154,18 @@ lock: system-packages
 	.lock-venv/bin/pip install -q '.[dev]'
 	.lock-venv/bin/pip freeze --exclude-editable | grep -v '^pi-live-voice' > requirements.lock
 	rm -rf .lock-venv
+
+# The system checks (as root; not part of `test`): `make install` in fresh bookworm and trixie
+# rootfs booted with systemd-nspawn, and `make test` in a trixie chroot; `make install` and the
+# demo in an arm64 trixie rootfs under qemu. Root file systems, apt downloads and pip wheels are kept
+# between runs under PLV_TEST_CACHE (default /var/cache/pi-live-voice-test).
+SYSTEM_PYTEST = $(BIN)/pytest -p no:cacheprovider -o python_files='check_*.py' -o timeout=7200 -s
+
+test-system: venv system-test-packages
+	$(SYSTEM_PYTEST) tests/system/check_booted.py tests/system/check_trixie_suite.py
+
+test-arm64: venv system-test-packages
+	$(SYSTEM_PYTEST) tests/system/check_arm64.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -81,9 +81,15 @@ def make_install(destdir: Path, prefix: str) -> subprocess.CompletedProcess[str]
 def test_make_install_lays_out_a_service_that_verifies(tmp_path: Path) -> None:
     dest = tmp_path / "root"
     prefix = "/opt/plv"
+    groups = Path("/etc/group").read_text()
     try:
         result = make_install(dest, prefix)
         assert result.returncode == 0, result.stdout + result.stderr
+        # Under DESTDIR the gpio rule is staged, and the build host's groups are left alone.
+        rule = dest / "etc/udev/rules.d/60-pi-live-voice-gpio.rules"
+        assert rule.read_bytes() == (REPO / "systemd" / rule.name).read_bytes()
+        assert rule.stat().st_mode & 0o777 == 0o644
+        assert Path("/etc/group").read_text() == groups
         assert "systemctl daemon-reload && systemctl enable --now pi-live-voice" in result.stdout
         assert "systemd-creds encrypt --name=gemini-api-key" in result.stdout
 
