@@ -43,7 +43,8 @@ from device.frames import FrameBridge
 from device.playback import AlsaAudioSink
 from device.vad import level_db
 from device.virtual_audio import MIC_PCM, SPEAKER_PCM, install_asoundrc, speak
-from services.tools.registry import ToolSpec
+from services.live.session import SessionEvents
+from services.tools.registry import ToolRegistry, ToolSpec
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,15 @@ class Rig:
             if paced
             else AlsaAudioSink(settings.playback)
         )
+        made: list[TimedLiveSession] = []
+
+        def timed(registry: ToolRegistry, events: SessionEvents) -> TimedLiveSession:
+            # The daemon's own session, built as the daemon builds it, with clock points added.
+            made.append(
+                TimedLiveSession(settings.live, registry, API_KEY, events, keep_stamps=keep)
+            )
+            return made[-1]
+
         self.daemon = Daemon(
             settings,
             API_KEY,
@@ -85,13 +95,10 @@ class Rig:
             pin_factory=self.factory,
             extra_tools=tools,
             observe=self.observe,
+            session=timed,
         )
-        # The daemon's own session, built as the daemon builds it, with clock points added.
-        self.session = TimedLiveSession(
-            settings.live, self.daemon.tools, API_KEY, self.daemon, keep_stamps=keep
-        )
+        self.session = made[0]
         self._keep = keep
-        self.daemon.session = self.session
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 

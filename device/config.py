@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from device.audio import CaptureSettings, PlaybackSettings
 from device.echo import EchoMode, EchoSettings
 from device.events import ButtonMode
+from device.gpio_settings import ButtonSettings, LedSettings, OutputSettings
 from device.pins import FACTORIES
 from device.vad import StartTrigger, VadSettings
 from services.live.profiles import THINKING_LEVELS, ProfileError, check_request
@@ -82,41 +83,10 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True)
-class ButtonSettings:
-    """The talk button; ``pin`` None means no button (open mic only)."""
-
-    pin: int | None = 17
-    pull_up: bool = True
-    mode: ButtonMode = ButtonMode.PRESS
-    bounce_ms: int = 30
-    long_press_s: float = 1.5
-
-
-@dataclass(frozen=True)
 class GpioSettings:
     """The pin driver. None leaves the choice to ``GPIOZERO_PIN_FACTORY``, then lgpio."""
 
     pin_factory: str | None = None
-
-
-@dataclass(frozen=True)
-class LedSettings:
-    """The status LED (PWM patterns where the pin allows) and the dedicated tool-pending LED."""
-
-    status_pin: int | None = 22
-    status_pwm: bool = True
-    tool_pin: int | None = 27
-
-
-@dataclass(frozen=True)
-class OutputSettings:
-    """A GPIO output the model may drive through the ``set_output`` tool."""
-
-    name: str
-    pin: int
-    kind: str = "relay"
-    active_high: bool = True
-    description: str = ""
 
 
 @dataclass(frozen=True)

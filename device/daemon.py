@@ -21,13 +21,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from device import pins, vad
+from device import pins
 from device.audio import AudioSink, AudioSource
 from device.capture import AlsaAudioSource
 from device.config import EX_CONFIG, ConfigError, Settings, load_settings, require_api_key
-from device.echo import EchoGate
 from device.events import (
-    ButtonMode,
     Command,
     Connected,
     Event,
@@ -42,10 +40,7 @@ from device.events import (
     SendActivity,
     SessionFailed,
     ShowState,
-    SpeechEnded,
-    SpeechStarted,
     State,
-    StreamCapture,
     ToolCallStarted,
     ToolLed,
     TurnComplete,
@@ -56,6 +51,7 @@ from device.journal import protect
 from device.notify import SystemdSupervisor, Watchdog, capture_progress, watchdog_period
 from device.playback import AlsaAudioSink
 from device.state import DeviceStateMachine
+from device.uplink import Uplink
 from services.live.session import (
     ConnectionState,
     ConnectionStatus,
@@ -72,8 +68,6 @@ from services.tools.registry import Behavior, Scheduling, ToolRegistry, ToolSpec
 
 log = logging.getLogger(__name__)
 
-# How long a turn the button opened waits for speech before the turn is closed.
-NO_SPEECH_S = 5.0
 PLAYBACK_RECHECK_S = 0.02
 
 
@@ -183,6 +177,10 @@ def gpio_tools(
     ]
 
 
+SessionFactory = Callable[[ToolRegistry, SessionEvents], LiveSession]
+"""Builds the daemon's session from its tools and the events it reports (the bench's is timed)."""
+
+
 class Daemon(SessionEvents):
     """The running device. Build it, then ``await run(stop)``."""
 
@@ -197,11 +195,16 @@ class Daemon(SessionEvents):
         extra_tools: Sequence[ToolSpec] = (),
         observe: Callable[[Observation], None] | None = None,
         supervisor: Supervisor | None = None,
+        session: SessionFactory | None = None,
     ) -> None:
         self.settings = settings
         self.source = source
         self.sink = sink
-        self.machine = DeviceStateMachine(settings.button.mode)
+        self.machine = DeviceStateMachine(
+            settings.button.mode,
+            frame_ms=settings.vad.frame_ms,
+            hangover_ms=settings.vad.hangover_ms,
+        )
         self.indicators = Indicators(settings.leds, pin_factory)
         self.outputs = Outputs(settings.outputs, pin_factory)
         self._pin_factory = pin_factory
@@ -229,20 +232,25 @@ class Daemon(SessionEvents):
                 *extra_tools,
             ]
         )
-        self.session = LiveSession(settings.live, self.tools, api_key, self)
+        self.session = (
+            session(self.tools, self)
+            if session is not None
+            else LiveSession(settings.live, self.tools, api_key, self)
+        )
         self.usage = UsageMeter(prices=settings.prices)
         self._usage_session: str | None = None
-        self.endpointer = vad.Endpointer(settings.vad)
-        self.echo = EchoGate(settings.echo, settings.vad.frame_ms)
-        self._frame_ms = settings.vad.frame_ms
-        self._uplink: asyncio.Queue[bytes | SendActivity] = asyncio.Queue(maxsize=500)
+        self.uplink = Uplink(
+            self.session,
+            settings.vad,
+            settings.echo,
+            settings.button.mode,
+            dispatch=self.dispatch,
+            streaming=lambda: self.machine.streaming,
+            on_signal=self._observe_signal,
+        )
         self._retry = asyncio.Event()
         self._playing = asyncio.Event()  # mirrors machine.playing, for the playback watch
         self._observe = observe or (lambda _: None)
-        self._quiet_frames = 0
-        self._quiet_limit = 0
-        self._uplink_dropped = 0
-        self._next_vad: vad.VadSettings | None = None
         # Set by a reload that changes health_interval_s, so the new interval starts at once.
         self._health_interval_changed = asyncio.Event()
         self.supervisor: Supervisor = supervisor or Unsupervised()
@@ -287,8 +295,11 @@ class Daemon(SessionEvents):
         return {
             "FRAMES_IN": capture.frames_in,
             "FRAMES_OUT": session.frames_sent,
-            "DROPPED_FRAMES": capture.dropped + self._uplink_dropped + session.frames_offline,
-            "GATED_FRAMES": capture.gated + sum(self.session.gate.dropped.values()),
+            "DROPPED_FRAMES": capture.dropped + self.uplink.stats.dropped + session.frames_offline,
+            "GATED_FRAMES": capture.gated
+            + sum(self.session.gate.dropped.values())
+            + self.uplink.stats.gated,
+            "HELD_FRAMES": self.uplink.stats.held,
             "XRUNS": capture.xruns + playback.xruns,
             "RECONNECTS": session.reconnects,
             "TOOL_CALLS": session.tool_calls,
@@ -351,11 +362,10 @@ class Daemon(SessionEvents):
             if getattr(new, name) != getattr(old, name)
         ]
         self.settings = replace(old, **{name: getattr(new, name) for name in live})
-        if new.vad != old.vad:
-            self._next_vad = new.vad
-            self._swap_vad()
-        if new.echo != old.echo:
-            self.echo = EchoGate(new.echo, self._frame_ms)
+        self.machine.hangover_ms = new.vad.hangover_ms
+        self.uplink.reload(
+            new.vad if new.vad != old.vad else None, new.echo if new.echo != old.echo else None
+        )
         if new.health_interval_s != old.health_interval_s:
             self._health_interval_changed.set()
         if changed:
@@ -367,16 +377,6 @@ class Daemon(SessionEvents):
         else:
             log.info("config reloaded")
         return changed
-
-    def _swap_vad(self) -> None:
-        """Take reloaded VAD settings once no utterance is in progress."""
-        if self._next_vad is None or self.endpointer.in_speech:
-            return
-        if self._next_vad.frame_ms != self._frame_ms:
-            log.warning("vad frame length cannot change live; it applies after a restart")
-        else:
-            self.endpointer = vad.Endpointer(self._next_vad)
-        self._next_vad = None
 
     # -- events in, commands out -----------------------------------------------------------
     def dispatch(self, event: Event) -> None:
@@ -403,20 +403,9 @@ class Daemon(SessionEvents):
                 self._observe(Observation("tool-led", "on" if on else "off"))
             case PauseCapture(paused):
                 self.source.paused = paused
-                if paused:
-                    self.endpointer.freeze()
-                else:
-                    self.endpointer.learn_noise(self.source.take_gated_levels())
-                    self.endpointer.resume()
-                    # The VAD restarts from a clean slate: a turn the call cut into ends after
-                    # the same silence as any other, not a longer grace.
-                    self._arm_quiet(self.settings.vad.hangover_ms / 1000)
+                self.uplink.pause(paused, () if paused else self.source.take_gated_levels())
             case SendActivity():
-                self._enqueue(command)
-            case StreamCapture(on):
-                # A turn the button opened ends when the VAD hears its end, or the silence.
-                if on and self.settings.button.mode is not ButtonMode.HOLD:
-                    self._arm_quiet(NO_SPEECH_S)
+                self.uplink.signal(command)
             case FlushPlayback():
                 self.sink.flush()
                 self._observe(Observation("flush", "playback flushed"))
@@ -433,27 +422,8 @@ class Daemon(SessionEvents):
         if self.ha_device is not None:
             self.ha_device.show_state(state.value)
 
-    def _arm_quiet(self, seconds: float) -> None:
-        self._quiet_frames = 0
-        self._quiet_limit = max(1, int(1000 * seconds / self._frame_ms))
-
-    def _enqueue(self, item: bytes | SendActivity) -> None:
-        try:
-            self._uplink.put_nowait(item)
-        except asyncio.QueueFull:
-            # The session is far behind (offline): old audio is worth nothing, signals are.
-            if isinstance(item, SendActivity):
-                self._drop_oldest_audio()
-                self._uplink.put_nowait(item)
-            else:
-                self._uplink_dropped += 1
-
-    def _drop_oldest_audio(self) -> None:
-        queued = [self._uplink.get_nowait() for _ in range(self._uplink.qsize())]
-        kept = [i for i in queued if not isinstance(i, bytes)]
-        self._uplink_dropped += len(queued) - len(kept)
-        for item in kept:
-            self._uplink.put_nowait(item)
+    def _observe_signal(self, active: bool) -> None:
+        self._observe(Observation("signal", "activityStart" if active else "activityEnd"))
 
     # -- the Live session's callbacks --------------------------------------------------------
     def on_connection(self, status: ConnectionStatus) -> None:
@@ -529,55 +499,12 @@ class Daemon(SessionEvents):
 
     # -- tasks ------------------------------------------------------------------------------
     async def _capture(self) -> None:
-        """Frames from the mic: echo gate, VAD, and the ones the session should hear."""
-        always = self.settings.button.mode is ButtonMode.ALWAYS
-        hold = self.settings.button.mode is ButtonMode.HOLD
+        """Frames from the mic, to the uplink."""
         async for frame in self.source:
             if not self._heard_once:
                 self._heard_once = True
                 self._check_ready()
-            use = self.echo.classify(self.sink.playing)
-            streaming = self.machine.streaming
-            event = (
-                self.endpointer.process(frame, use) if (always or streaming) and not hold else None
-            )
-            if isinstance(event, vad.SpeechStarted):
-                self.dispatch(SpeechStarted())
-                if self.machine.streaming and not streaming:
-                    for earlier in event.preroll:
-                        self._enqueue(earlier)
-                elif self.machine.streaming:
-                    self._enqueue(frame)
-                continue
-            if isinstance(event, vad.SpeechEnded):
-                self.dispatch(SpeechEnded())
-                self._swap_vad()
-                continue
-            if self.machine.streaming:
-                self._enqueue(frame)
-                self._watch_quiet()
-
-    def _watch_quiet(self) -> None:
-        """Close a turn in which the VAD has heard nothing for too long."""
-        if self.settings.button.mode is ButtonMode.HOLD or self.endpointer.in_speech:
-            self._quiet_frames = 0
-            return
-        self._quiet_frames += 1
-        if self._quiet_limit and self._quiet_frames >= self._quiet_limit:
-            log.info("no speech heard: closing the turn")
-            self.dispatch(SpeechEnded())
-
-    async def _send(self) -> None:
-        """The single path to the session, in order: activity signals and audio."""
-        while True:
-            item = await self._uplink.get()
-            if isinstance(item, SendActivity):
-                self._observe(
-                    Observation("signal", "activityStart" if item.active else "activityEnd")
-                )
-                await self.session.set_activity(item.active)
-            else:
-                await self.session.send_audio(item)
+            self.uplink.take(frame, self.sink.playing)
 
     async def _live(self) -> None:
         """Keep the session running; after a fatal error, wait for a retry (button press)."""
@@ -625,7 +552,7 @@ class Daemon(SessionEvents):
                 tasks = [
                     group.create_task(self._live(), name="live-session"),
                     group.create_task(self._capture(), name="capture"),
-                    group.create_task(self._send(), name="uplink"),
+                    group.create_task(self.uplink.run(), name="uplink"),
                     group.create_task(self._playback(), name="playback-watch"),
                     group.create_task(self._report_health(), name="health"),
                 ]

@@ -108,6 +108,14 @@ class PlaybackIdle:
     """The speaker has played everything it was given."""
 
 
+@dataclass(frozen=True)
+class StreamedFrame:
+    """A capture frame went to the session while a turn is open; ``in_speech`` is the VAD's
+    view of it. The machine counts these for the quiet-turn timer."""
+
+    in_speech: bool
+
+
 Event = (
     ButtonPressed
     | ButtonReleased
@@ -123,6 +131,7 @@ Event = (
     | Interrupted
     | TurnComplete
     | PlaybackIdle
+    | StreamedFrame
 )
 
 

@@ -16,8 +16,8 @@ from typing import Any
 from gpiozero import LED, PWMLED, Button, OutputDevice, PWMOutputDevice
 from gpiozero.exc import PinPWMUnsupported
 
-from device.config import ButtonSettings, LedSettings, OutputSettings
 from device.events import ButtonMode, ButtonPressed, ButtonReleased, Event, LongPress, State
+from device.gpio_settings import ButtonSettings, LedSettings, OutputSettings
 
 log = logging.getLogger(__name__)
 

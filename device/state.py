@@ -32,10 +32,14 @@ from device.events import (
     SpeechStarted,
     State,
     StreamCapture,
+    StreamedFrame,
     ToolCallStarted,
     ToolLed,
     TurnComplete,
 )
+
+# How long a turn the button opened waits for speech before the turn is closed.
+NO_SPEECH_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -50,8 +54,11 @@ class Transition:
 class DeviceStateMachine:
     """Turn taking, the tool-pending state and connection states of the device."""
 
-    def __init__(self, mode: ButtonMode) -> None:
+    def __init__(self, mode: ButtonMode, *, frame_ms: int = 20, hangover_ms: int = 500) -> None:
         self.mode = mode
+        self.frame_ms = frame_ms
+        # The VAD's hangover: a reload may change it; the next timer armed takes the new one.
+        self.hangover_ms = hangover_ms
         self.state = State.RECONNECTING
         self._resume_to = State.IDLE
         # The user's turn is open on the session (SendActivity(True) without its False).
@@ -65,6 +72,10 @@ class DeviceStateMachine:
         # first, whose interrupted and turnComplete are still to come and close only them.
         self._turn = 0
         self._superseded: list[int] = []
+        # The quiet-turn timer, in streamed frames: a turn in which the VAD hears nothing for
+        # this long is closed. 0 is disarmed.
+        self._quiet_frames = 0
+        self._quiet_limit = 0
 
     @property
     def accepting_audio(self) -> bool:
@@ -88,6 +99,16 @@ class DeviceStateMachine:
         shown = (ShowState(state),) if changed else ()
         return Transition(state, (*commands, *shown))
 
+    def _arm_quiet(self, seconds: float) -> None:
+        self._quiet_frames = 0
+        self._quiet_limit = max(1, int(1000 * seconds / self.frame_ms))
+
+    def _resume_capture(self) -> PauseCapture:
+        # The VAD restarts from a clean slate: a turn the call cut into ends after the same
+        # silence as any other, not a longer grace.
+        self._arm_quiet(self.hangover_ms / 1000)
+        return PauseCapture(False)
+
     def _stay(self, *commands: Command) -> Transition:
         return Transition(self.state, commands)
 
@@ -101,6 +122,9 @@ class DeviceStateMachine:
         self._turn_open = True
         self._discard_reply = False
         self._model_done = False
+        if self.mode is not ButtonMode.HOLD:
+            # A turn the button opened ends when the VAD hears its end, or the silence.
+            self._arm_quiet(NO_SPEECH_S)
         return self._go(State.LISTENING, *first, SendActivity(True), StreamCapture(True))
 
     def _close_turn(self) -> Transition:
@@ -122,14 +146,14 @@ class DeviceStateMachine:
             case Reconnecting():
                 # A new connection sends nothing more for the turns the old one cut off.
                 self._superseded.clear()
-                return self._go(State.RECONNECTING, ToolLed(False), PauseCapture(False))
+                return self._go(State.RECONNECTING, ToolLed(False), self._resume_capture())
             case SessionFailed():
                 self._superseded.clear()
                 self._turn_open = False
                 return self._go(
                     State.ERROR,
                     ToolLed(False),
-                    PauseCapture(False),
+                    self._resume_capture(),
                     StreamCapture(False),
                     FlushPlayback(),
                 )
@@ -137,6 +161,8 @@ class DeviceStateMachine:
                 return self._tool_call()
             case GateOpened():
                 return self._gate_opened()
+            case StreamedFrame(in_speech):
+                return self._streamed(in_speech)
         if self.state is State.TOOL_PENDING:
             return self._while_pending(event)
         match event:
@@ -182,6 +208,16 @@ class DeviceStateMachine:
             return self._go(State.LISTENING)
         return self._go(State.IDLE)
 
+    def _streamed(self, in_speech: bool) -> Transition:
+        """Count a quiet frame of an open turn; close the turn once the timer runs out."""
+        if self.mode is ButtonMode.HOLD or in_speech:
+            self._quiet_frames = 0
+            return self._stay()
+        self._quiet_frames += 1
+        if self._quiet_limit and self._quiet_frames >= self._quiet_limit:
+            return self.handle(SpeechEnded())
+        return self._stay()
+
     def _tool_call(self) -> Transition:
         if self.state is not State.TOOL_PENDING:
             self._resume_to = self.state
@@ -189,13 +225,13 @@ class DeviceStateMachine:
 
     def _gate_opened(self) -> Transition:
         if self.state is not State.TOOL_PENDING:
-            return self._stay(ToolLed(False), PauseCapture(False))
+            return self._stay(ToolLed(False), self._resume_capture())
         back = self._resume_to
         if back is State.LISTENING and not self._turn_open:
             back = State.THINKING
         if back is State.SPEAKING and self._model_done and not self._playing:
             back = State.IDLE
-        return self._go(back, ToolLed(False), PauseCapture(False))
+        return self._go(back, ToolLed(False), self._resume_capture())
 
     def _while_pending(self, event: Event) -> Transition:
         """Capture is paused; only the user's own intent and the model's turn move on."""

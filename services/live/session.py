@@ -219,6 +219,10 @@ class LiveSession:
         """Wait until a connection is set up."""
         await self._connected.wait()
 
+    def pending_tools(self) -> tuple[str, ...]:
+        """The names of the blocking calls now pending (none: realtime input may flow)."""
+        return tuple(self.gate.pending.values())
+
     def _note_sent(self, kind: str, size: int) -> None:
         self._last_sent.append(SentFrame(kind, size, self._clock()))
         self.stats.frames_sent += 1

@@ -27,11 +27,12 @@ from device.events import (
     SpeechStarted,
     State,
     StreamCapture,
+    StreamedFrame,
     ToolCallStarted,
     ToolLed,
     TurnComplete,
 )
-from device.state import DeviceStateMachine
+from device.state import NO_SPEECH_S, DeviceStateMachine
 
 CALL = ToolCallStarted((("function-call-1", "set_output"),))
 
@@ -249,3 +250,32 @@ def test_unexpected_events_never_raise(state_events: list[Event]) -> None:
             m = machine(mode, *state_events)
             transition = m.handle(event)
             assert transition.state is m.state
+
+
+def test_the_quiet_turn_timer_closes_a_turn_nobody_spoke_in() -> None:
+    m = DeviceStateMachine(ButtonMode.PRESS, frame_ms=20, hangover_ms=500)
+    run(m, Connected(), ButtonPressed())
+    limit = int(NO_SPEECH_S * 1000 / 20)
+    assert run(m, *[StreamedFrame(in_speech=False)] * (limit - 1)) == []
+    # Speech restarts the count.
+    run(m, StreamedFrame(in_speech=True), *[StreamedFrame(in_speech=False)] * (limit - 1))
+    assert m.state is State.LISTENING
+    assert run(m, StreamedFrame(in_speech=False)) == [
+        SendActivity(False),
+        StreamCapture(False),
+        ShowState(State.THINKING),
+    ]
+
+
+def test_after_a_tool_call_the_turn_closes_after_one_hangover() -> None:
+    m = DeviceStateMachine(ButtonMode.PRESS, frame_ms=20, hangover_ms=500)
+    run(m, Connected(), ButtonPressed(), ToolCallStarted((("1", "set_output"),)), GateOpened())
+    assert run(m, *[StreamedFrame(in_speech=False)] * 24) == []
+    assert SendActivity(False) in run(m, StreamedFrame(in_speech=False))
+
+
+def test_hold_mode_has_no_quiet_timer() -> None:
+    m = DeviceStateMachine(ButtonMode.HOLD)
+    run(m, Connected(), ButtonPressed())
+    assert run(m, *[StreamedFrame(in_speech=False)] * 1000) == []
+    assert m.state is State.LISTENING
