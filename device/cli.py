@@ -115,8 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen sub-command; returns the exit status."""
+    from device.config import known_api_keys
+
     args = build_parser().parse_args(argv)
-    setup_logging(args.verbose, os.environ)
+    setup_logging(args.verbose, os.environ, known_api_keys(os.environ))
     handler: Handler = args.handler
     return handler(args)
 

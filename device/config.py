@@ -8,6 +8,7 @@ directory. An error names the file, the key and the reason; the command exits wi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tomllib
@@ -472,6 +473,15 @@ def load_api_key(environ: Mapping[str, str] = os.environ) -> str | None:
         return read_credential(API_KEY_CREDENTIAL, environ)
     except FileProblem as exc:
         raise ConfigError(exc.path, "", exc.reason) from exc
+
+
+def known_api_keys(environ: Mapping[str, str] = os.environ) -> list[str]:
+    """Every API key this process could be given (both variables, the credential), for the
+    log's redactor; an unreadable credential is left to the command that needs the key."""
+    keys = [environ.get(name, "").strip() for name in ("GEMINI_API_KEY", "GOOGLE_API_KEY")]
+    with contextlib.suppress(FileProblem):
+        keys.append(read_credential(API_KEY_CREDENTIAL, environ) or "")
+    return [key for key in keys if key]
 
 
 def require_api_key(config: Path, environ: Mapping[str, str] = os.environ) -> str:

@@ -17,8 +17,6 @@ from typing import Any
 
 import systemd.journal as sd_journal
 
-from device.config import ConfigError, load_api_key
-
 IDENTIFIER = "pi-live-voice"
 MASK = "[redacted]"
 # Shorter "secrets" would mask ordinary words all over the log; real keys are far longer.
@@ -143,8 +141,11 @@ def journal_handler() -> logging.Handler:
     return handler
 
 
-def setup_logging(verbose: bool, environ: Mapping[str, str]) -> None:
-    """Log to the journal under systemd, to stderr otherwise; DEBUG with ``verbose``.
+def setup_logging(
+    verbose: bool, environ: Mapping[str, str], secrets: Iterable[str | None] = ()
+) -> None:
+    """Log to the journal under systemd, to stderr otherwise; DEBUG with ``verbose``; every
+    record masked of ``secrets`` (the API keys known at start-up).
 
     Like :func:`logging.basicConfig`, it leaves a root logger that already has handlers alone
     (the daemon embedded in a test run keeps the runner's logging).
@@ -155,11 +156,6 @@ def setup_logging(verbose: bool, environ: Mapping[str, str]) -> None:
     else:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter(STDERR_FORMAT))
-    try:
-        stored = load_api_key(environ)
-    except ConfigError:
-        stored = None  # an unreadable key file: the command that needs the key reports it
-    secrets = [environ.get("GEMINI_API_KEY"), environ.get("GOOGLE_API_KEY"), stored]
     handler.addFilter(Redactor(s.strip() for s in secrets if s))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
 

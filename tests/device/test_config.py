@@ -13,6 +13,7 @@ from device.config import (
     API_KEY_CREDENTIAL,
     EX_CONFIG,
     ConfigError,
+    known_api_keys,
     load_api_key,
     load_settings,
     require_api_key,
@@ -140,6 +141,22 @@ def test_the_api_key_comes_from_the_environment_or_a_credential(tmp_path: Path) 
     assert load_api_key(blank) == "from-credential"
     with pytest.raises(ConfigError, match="no API key"):
         require_api_key(tmp_path / "config.toml", {"GEMINI_API_KEY": " \n"})
+
+
+def test_the_redactor_is_given_every_key_the_process_could_use(tmp_path: Path) -> None:
+    (tmp_path / API_KEY_CREDENTIAL).write_text("from-credential\n")
+    environ = {
+        "GEMINI_API_KEY": "from-gemini",
+        "GOOGLE_API_KEY": " from-google ",
+        "CREDENTIALS_DIRECTORY": str(tmp_path),
+    }
+    assert known_api_keys(environ) == ["from-gemini", "from-google", "from-credential"]
+    # An unreadable credential (a directory in its place) is left to the command that needs it.
+    (tmp_path / API_KEY_CREDENTIAL).unlink()
+    (tmp_path / API_KEY_CREDENTIAL).mkdir()
+    assert known_api_keys({"CREDENTIALS_DIRECTORY": str(tmp_path)}) == []
+    with pytest.raises(ConfigError):
+        load_api_key({"CREDENTIALS_DIRECTORY": str(tmp_path)})
 
 
 @pytest.mark.parametrize("command", ["check-config", "run"])

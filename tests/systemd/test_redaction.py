@@ -14,7 +14,7 @@ import pytest
 import systemd.journal as sd_journal
 
 from device import journal
-from device.config import parse_settings
+from device.config import known_api_keys, parse_settings
 from device.daemon import credentials
 from device.journal import MASK, Redactor, protect, send_fields, setup_logging, under_systemd
 
@@ -148,7 +148,8 @@ def bare_root() -> Iterator[logging.Logger]:
 def test_setup_logging_masks_the_configured_key(tmp_path: Path) -> None:
     (tmp_path / "gemini-api-key").write_text("credential-file-key\n")
     with bare_root() as root:
-        setup_logging(False, {"CREDENTIALS_DIRECTORY": str(tmp_path)})
+        environ = {"CREDENTIALS_DIRECTORY": str(tmp_path)}
+        setup_logging(False, environ, known_api_keys(environ))
         [handler] = root.handlers
     assert isinstance(handler, logging.StreamHandler)
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "%s", ("credential-file-key",), None)
