@@ -10,7 +10,6 @@ commands are carried out here.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import os
@@ -46,6 +45,7 @@ from device.events import (
     TurnComplete,
 )
 from device.gpio import Indicators, Outputs, TalkButton
+from device.health import Fields, HealthReporter, health_fields
 from device.instance import EX_UNAVAILABLE, AlreadyRunning, InstanceLock
 from device.journal import protect
 from device.notify import SystemdSupervisor, Watchdog, capture_progress, watchdog_period
@@ -109,15 +109,6 @@ class Observation:
 
     kind: str  # "state", "tool-led", "signal", "tool-call", "tool-result", "said", ...
     detail: str
-
-
-def _rss_bytes() -> int:
-    """Resident set size now (Linux), for the health line."""
-    try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-    except (OSError, IndexError, ValueError):
-        return 0
-    return pages * os.sysconf("SC_PAGE_SIZE")
 
 
 def _why(exc: Exception) -> str:
@@ -251,8 +242,12 @@ class Daemon(SessionEvents):
         self._retry = asyncio.Event()
         self._playing = asyncio.Event()  # mirrors machine.playing, for the playback watch
         self._observe = observe or (lambda _: None)
-        # Set by a reload that changes health_interval_s, so the new interval starts at once.
-        self._health_interval_changed = asyncio.Event()
+        self.health_reporter = HealthReporter(
+            settings.health_interval_s,
+            self.health,
+            status=lambda: self.status_line,
+            state=lambda: self.machine.state.value,
+        )
         self.supervisor: Supervisor = supervisor or Unsupervised()
         self._status_line = ""
         self.status_line = "starting"
@@ -286,45 +281,18 @@ class Daemon(SessionEvents):
         """What the watchdog judges capture by (:func:`~device.notify.capture_progress`)."""
         return capture_progress(self.source.stats)
 
-    def health(self) -> dict[str, int | float]:
+    def health(self) -> Fields:
         """The counters of the periodic health line (and the benchmarks)."""
-        capture = self.source.stats
-        playback = self.sink.stats
-        session = self.session.stats
         today = self.usage.on(dt.date.today())
-        return {
-            "FRAMES_IN": capture.frames_in,
-            "FRAMES_OUT": session.frames_sent,
-            "DROPPED_FRAMES": capture.dropped + self.uplink.stats.dropped + session.frames_offline,
-            "GATED_FRAMES": capture.gated
-            + sum(self.session.gate.dropped.values())
-            + self.uplink.stats.gated,
-            "HELD_FRAMES": self.uplink.stats.held,
-            "XRUNS": capture.xruns + playback.xruns,
-            "RECONNECTS": session.reconnects,
-            "TOOL_CALLS": session.tool_calls,
-            "RSS_MIB": round(_rss_bytes() / 2**20, 1),
-            "TOKENS_TODAY": today.tokens_in + today.tokens_out,
-            **({"COST_TODAY": round(today.cost, 4)} if self.usage.prices else {}),
-        }
-
-    async def _report_health(self) -> None:
-        """Log a health line every ``health_interval_s``; a reloaded interval applies at once."""
-        while True:
-            self._health_interval_changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._health_interval_changed.wait(), self.settings.health_interval_s
-                )
-            if self._health_interval_changed.is_set():
-                continue  # reloaded: the new interval starts now
-            fields = self.health()
-            log.info(
-                "health: %s; %s",
-                self.status_line,
-                ", ".join(f"{k.lower().replace('_', ' ')} {v}" for k, v in fields.items()),
-                extra={**fields, "LIVE_STATE": self.machine.state.value},
-            )
+        return health_fields(
+            self.source.stats,
+            self.sink.stats,
+            self.uplink.stats,
+            self.session.stats,
+            gated_by_session=sum(self.session.gate.dropped.values()),
+            tokens_today=today.tokens_in + today.tokens_out,
+            cost_today=today.cost if self.usage.prices else None,
+        )
 
     # -- reload ------------------------------------------------------------------------------
     def reload(self) -> list[str]:
@@ -366,8 +334,7 @@ class Daemon(SessionEvents):
         self.uplink.reload(
             new.vad if new.vad != old.vad else None, new.echo if new.echo != old.echo else None
         )
-        if new.health_interval_s != old.health_interval_s:
-            self._health_interval_changed.set()
+        self.health_reporter.set_interval(new.health_interval_s)
         if changed:
             log.warning(
                 "reloaded vad, echo and health settings; %s changed and apply after a restart "
@@ -554,7 +521,7 @@ class Daemon(SessionEvents):
                     group.create_task(self._capture(), name="capture"),
                     group.create_task(self.uplink.run(), name="uplink"),
                     group.create_task(self._playback(), name="playback-watch"),
-                    group.create_task(self._report_health(), name="health"),
+                    group.create_task(self.health_reporter.run(), name="health"),
                 ]
                 if self.mqtt is not None:
                     tasks.append(group.create_task(self.mqtt.run(), name="mqtt"))
