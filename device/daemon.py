@@ -61,10 +61,11 @@ from services.live.session import (
 )
 from services.live.usage import UsageMeter
 from services.tools.actions import build_tools
+from services.tools.gpio import gpio_tools
 from services.tools.ha_device import HaDevice
 from services.tools.home_assistant import HomeAssistant
 from services.tools.mqtt import MqttConnection
-from services.tools.registry import Behavior, Scheduling, ToolRegistry, ToolSpec
+from services.tools.registry import ToolRegistry, ToolSpec
 
 log = logging.getLogger(__name__)
 
@@ -116,56 +117,6 @@ def _why(exc: Exception) -> str:
     of a file it knows into one), in a few words on one line."""
     text = " ".join(str(exc).split())[:200]
     return f"cannot be read: {type(exc).__name__}{': ' + text if text else ''}"
-
-
-def gpio_tools(
-    outputs: Outputs,
-    timeout_s: float,
-    behavior: Behavior | None = None,
-    scheduling: Scheduling | None = None,
-) -> list[ToolSpec]:
-    """``set_output`` and ``get_outputs``, with the declared names as the only choices."""
-    if not outputs.devices:
-        return []
-    names = sorted(outputs.devices)
-    described = "; ".join(
-        f"{n}: {outputs.settings[n].description or outputs.settings[n].kind}" for n in names
-    )
-
-    async def set_output(args: dict[str, Any]) -> dict[str, Any]:
-        return outputs.set(args["name"], args.get("on"), args.get("level"))
-
-    async def get_outputs(args: dict[str, Any]) -> list[dict[str, Any]]:
-        return [outputs.state(n) for n in names]
-
-    return [
-        ToolSpec(
-            name="set_output",
-            description=f"Switch or dim one of the device's outputs ({described}).",
-            handler=set_output,
-            parameters={
-                "type": "object",
-                "properties": {
-                    "name": {"type": "string", "enum": names},
-                    "on": {"type": "boolean"},
-                    "level": {"type": "number", "minimum": 0, "maximum": 1},
-                },
-                "required": ["name"],
-                "additionalProperties": False,
-            },
-            timeout_s=timeout_s,
-            behavior=behavior,
-            scheduling=scheduling,
-        ),
-        ToolSpec(
-            name="get_outputs",
-            description="Read the state of every output of the device.",
-            handler=get_outputs,
-            timeout_s=timeout_s,
-            behavior=behavior,
-            scheduling=scheduling,
-        ),
-    ]
 
 
 SessionFactory = Callable[[ToolRegistry, SessionEvents], LiveSession]

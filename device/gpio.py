@@ -155,6 +155,10 @@ class Outputs:
                     o.pin, active_high=o.active_high, initial_value=False, pin_factory=factory
                 )
 
+    def described(self) -> dict[str, str]:
+        """Each output's name and its description (its kind where it has none)."""
+        return {name: o.description or o.kind for name, o in self.settings.items()}
+
     def state(self, name: str) -> dict[str, Any]:
         """The output's current state as the model sees it."""
         device = self.devices[name]
