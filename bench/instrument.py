@@ -24,6 +24,7 @@ from google.genai import types
 
 from device.alsa_pcm import Pcm, PcmGrant, PcmOpener, PcmRequest, open_alsa_pcm
 from services.live.inbound import ServerMessage
+from services.live.protocol import Effect
 from services.live.session import LiveSession
 
 # Bounds on what the stamps may hold: a run records well under these.
@@ -55,7 +56,7 @@ class TimedLiveSession(LiveSession):
         self.responded: dict[str, float] = {}
         self.turns_completed = 0
 
-    def _on_message(self, message: ServerMessage) -> bool:
+    def _on_message(self, message: ServerMessage) -> list[Effect]:
         now = time.monotonic()
         calls = message.tool_calls or ()
         content = message.content

@@ -356,7 +356,7 @@ def _sizes(rig: Rig, minutes: float) -> dict[str, float]:
         "gated_frames": health["GATED_FRAMES"],
         "uplink_queue": _size(rig.daemon, "_uplink"),
         "pending_calls": len(session.gate.pending),
-        "call_start_times": _size(session, "_call_started"),
+        "call_start_times": len(session.protocol.calls),
         "running_tools": _size(session, "_dispatcher"),
         "closure_reports": len(session.closures),
         "speaker_queue": _size(rig.sink, "_queue"),

@@ -240,7 +240,7 @@ class Daemon(SessionEvents):
             self.sink.stats,
             self.uplink.stats,
             self.session.stats,
-            gated_by_session=sum(self.session.gate.dropped.values()),
+            gated_by_session=self.session.gated_frames(),
             tokens_today=today.tokens_in + today.tokens_out,
             cost_today=today.cost if self.usage.prices else None,
         )
@@ -332,7 +332,7 @@ class Daemon(SessionEvents):
 
     def _set_status(self, state: State) -> None:
         if state is State.TOOL_PENDING:
-            names = sorted(set(self.session.gate.pending.values()))
+            names = sorted(set(self.session.pending_tools()))
             self.status_line = f"tool-pending: {', '.join(names)}"
         else:
             self.status_line = state.value

@@ -113,6 +113,11 @@ LOCAL_CAUSES: dict[str, tuple[str, Action]] = {
         "a tool call could not be answered: replaced the connection to drop it",
         Action.RESUME,
     ),
+    "abandoned": (
+        "a blocking tool call had no answer by its deadline: abandoned it and replaced the "
+        "connection to drop it",
+        Action.RESUME,
+    ),
     "protocol-error": (
         "the service sent a frame this device cannot use (protocol error): reconnecting",
         Action.RESUME,

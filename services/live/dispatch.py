@@ -1,12 +1,11 @@
 """Tool dispatch: every call of a ``toolCall`` runs concurrently and is answered exactly once.
 
-A call is answered with its tool's result (or error), shaped and checked before it leaves; a
-call the service cancelled, or one whose connection was replaced, is never answered — the
-service would close with 1008 "Requested entity was not found." The gate opens in a
-``finally`` once the last call of the message is resolved, and a call is resolved only once
-it was answered (its result, or ``{"error": ...}`` whatever raised in validation, the tool,
-shaping or the send) or cancelled. A call that cannot be answered at all keeps the gate shut
-and asks the session to replace the connection, which drops the call on the service's side.
+The dispatcher only runs tools. A call is answered with its tool's result (or error), shaped
+and checked before it leaves — ``{"error": ...}`` whatever raised in validation, the tool,
+shaping or the send. A call the service no longer waits for (cancelled, or its connection
+replaced) is never answered: the service would close with 1008 "Requested entity was not
+found." What the gate makes of an answer is the protocol's business
+(:mod:`services.live.protocol`): the dispatcher reports each call's end through ``finished``.
 """
 
 from __future__ import annotations
@@ -19,44 +18,40 @@ from typing import Any
 
 from google.genai import types
 
-from services.live.gate import InputGate
+from services.live.protocol import Call
 from services.live.shaping import Shaped, shape_response
 from services.tools.registry import Scheduling, ToolRegistry
 
 log = logging.getLogger(__name__)
 
 SendResponse = Callable[[types.FunctionResponse, int], Awaitable[bool]]
-GateOpened = Callable[[], Awaitable[None]]
+Awaited = Callable[[str], Call | None]
+Finished = Callable[[str, bool], Awaitable[None]]
 ToolResult = Callable[[str, str, dict[str, Any], float], None]
-Unanswerable = Callable[[str], None]
 
 
 class ToolDispatcher:
-    """Runs the calls of ``toolCall`` messages and resolves them on the gate."""
+    """Runs the calls of ``toolCall`` messages and answers each once."""
 
     def __init__(
         self,
         registry: ToolRegistry,
-        gate: InputGate,
         *,
+        awaited: Awaited,
         send: SendResponse,
-        gate_opened: GateOpened,
+        finished: Finished,
         on_result: ToolResult,
         cap_chars: int,
         max_bytes: int,
-        unanswerable: Unanswerable,
-        background_changed: Callable[[], None] = lambda: None,
     ) -> None:
         self._registry = registry
-        self._gate = gate
+        # Asked just before each send, with no await in between: is the call still owed?
+        self._awaited = awaited
         self._send = send
-        self._gate_opened = gate_opened
+        self._finished = finished
         self._on_result = on_result
         self._cap_chars = cap_chars
         self._max_bytes = max_bytes
-        # Told whenever a non-blocking call ends: the set in gate.running changed.
-        self._background_changed = background_changed
-        self._unanswerable = unanswerable
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     @property
@@ -65,25 +60,19 @@ class ToolDispatcher:
         return len(self._tasks)
 
     def start(self, calls: Sequence[tuple[str, str, Mapping[str, Any]]]) -> None:
-        """Start a task per (id, name, args); the gate must already be shut for them."""
+        """Start a task per (id, name, args)."""
         for call_id, name, args in calls:
             task = asyncio.create_task(
                 self._run(call_id, name, args), name=f"tool:{name}:{call_id}"
             )
             self._tasks[call_id] = task
 
-    def cancel(self, ids: list[str]) -> bool:
-        """The service cancelled these calls: stop them, send nothing. True if the gate opened."""
+    def stop(self, ids: Sequence[str]) -> None:
+        """Stop these calls' tools (cancelled, or abandoned); none of them is answered."""
         for call_id in ids:
             task = self._tasks.pop(call_id, None)
             if task is not None:
                 task.cancel()
-        log.info("tool calls cancelled by the service: %s", ", ".join(ids))
-        background = any(call_id in self._gate.running for call_id in ids)
-        opened = self._gate.resolve(ids)
-        if background:
-            self._background_changed()
-        return opened
 
     async def stop_all(self) -> None:
         """Cancel every running call (the connection is gone) and wait for them to end."""
@@ -95,31 +84,20 @@ class ToolDispatcher:
 
     async def _run(self, call_id: str, name: str, args: Mapping[str, Any]) -> None:
         started = time.monotonic()
-        settled = False
+        # None: stopped, nothing is owed; else whether the call needs nothing more.
+        settled: bool | None = False
         try:
             shaped = await self._outcome(name, args)
             if shaped.truncated:
                 log.warning("tool %s response truncated (%s)", name, shaped.note)
             settled = await self._answer_surely(call_id, name, shaped, started)
         except asyncio.CancelledError:
-            # Cancelled by the service, or its connection is gone: nothing is owed.
-            settled = True
+            settled = None
             raise
         finally:
             self._tasks.pop(call_id, None)
-            background = call_id in self._gate.running
-            if not settled:
-                log.error(
-                    "tool %s (%s) could not be answered: the connection is replaced to drop it "
-                    "(a blocking call keeps input gated until then)",
-                    name,
-                    call_id,
-                )
-                self._unanswerable(call_id)
-            elif self._gate.resolve([call_id]):
-                await self._gate_opened()
-            if background:
-                self._background_changed()
+            if settled is not None:
+                await self._finished(call_id, settled)
 
     async def _outcome(self, name: str, args: Mapping[str, Any]) -> Shaped:
         """The shaped result, or an error payload whatever raised on the way."""
@@ -149,8 +127,8 @@ class ToolDispatcher:
 
     async def _answer(self, call_id: str, name: str, shaped: Shaped, started: float) -> None:
         # Checked and sent with no await in between: a cancellation cannot slip past the check.
-        pending_name = self._gate.name_of(call_id)
-        if pending_name is None:
+        call = self._awaited(call_id)
+        if call is None:
             log.warning(
                 "not answering %s (%s): the call was cancelled or its connection replaced; "
                 "an answer would be closed with 1008 'Requested entity was not found.'",
@@ -166,12 +144,12 @@ class ToolDispatcher:
                 {"error": f"{name} produced a response too large to send"}, self._cap_chars
             )
         scheduling = None
-        if call_id in self._gate.running:
+        if not call.blocking:
             spec = self._registry.spec(name)
             chosen = (spec.scheduling if spec else None) or Scheduling.WHEN_IDLE
             scheduling = types.FunctionResponseScheduling(chosen.value.upper())
         response = types.FunctionResponse(
-            id=call_id, name=pending_name, response=shaped.payload, scheduling=scheduling
+            id=call_id, name=call.name, response=shaped.payload, scheduling=scheduling
         )
         sent = await self._send(response, shaped.size)
         elapsed_ms = 1000 * (time.monotonic() - started)

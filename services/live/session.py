@@ -1,12 +1,15 @@
-"""The Live session: one object that owns the WebSocket to Gemini Live.
+"""The Live session: the loop that owns the WebSocket to Gemini Live and carries out the
+protocol's effects.
 
-Every realtime input goes through one send path guarded by the :class:`InputGate`. The receive
-loop reads raw frames, passes each through the one boundary (:mod:`services.live.inbound`: a
-malformed frame closes the connection as a protocol error, then the session resumes) and
-handles each checked message synchronously, so a ``toolCall`` shuts the gate before any other
-task can run. Closures are explained (:mod:`services.live.diagnostics`) and answered by
-the reconnect policy: resume with the newest handle, start fresh when the handle is stale, or
-stop with a clear error when retrying cannot help.
+The rules and the state live in :class:`~services.live.protocol.LiveProtocol`, which does no
+I/O; this module does the I/O around it. Every realtime input goes through one send path that
+asks the protocol first. The receive loop reads raw frames, passes each through the one
+boundary (:mod:`services.live.inbound`: a malformed frame closes the connection as a protocol
+error, then the session resumes) and hands each checked message to the protocol without
+awaiting, so a ``toolCall`` shuts the gate before any other task can run; then it carries out
+the effects in order. Closures are explained (:mod:`services.live.diagnostics`) and answered
+by the reconnect policy: resume with the newest handle, start fresh when the handle is stale,
+or stop with a clear error when retrying cannot help.
 """
 
 from __future__ import annotations
@@ -19,9 +22,9 @@ import random
 import ssl
 import time
 import uuid
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NoReturn
 
@@ -32,17 +35,29 @@ from websockets.asyncio.connection import Connection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.frames import Close
 
-from services.live.diagnostics import Action, CloseContext, CloseReport, SentFrame, likely_cause
+from services.live.diagnostics import Action, CloseReport
 from services.live.dispatch import ToolDispatcher
 from services.live.gate import InputGate, Signal
 from services.live.inbound import (
     Content,
     FrameBudget,
-    FunctionCall,
     ProtocolError,
     ServerMessage,
     excerpt,
     parse_server_frame,
+)
+from services.live.protocol import (
+    BackgroundChanged,
+    CloseConnection,
+    Deliver,
+    Effect,
+    GateChanged,
+    LiveProtocol,
+    SendSignal,
+    SessionStats,
+    StartTools,
+    StopTools,
+    UsageReport,
 )
 from services.live.reconnect import ReconnectPolicy
 from services.live.settings import LiveSettings, build_client, build_config, tool_behaviors
@@ -53,11 +68,10 @@ from services.live.transport import (
     connection_of,
     unread_frames,
 )
-from services.tools.registry import Behavior, ToolRegistry
+from services.tools.registry import DEFAULT_TIMEOUT_S, Behavior, ToolRegistry
 
 log = logging.getLogger(__name__)
 
-REALTIME_KINDS = frozenset({"audio", "activityStart", "activityEnd", "audioStreamEnd"})
 # Closures this side chose after the service's goAway: expected, so logged at INFO.
 GO_AWAY_CAUSES = frozenset({"go-away", "go-away-deadline"})
 # How this side closes on a frame it cannot use: 1007 when the bytes do not even decode,
@@ -126,19 +140,6 @@ class LiveSessionFatal(Exception):
         self.report = report
 
 
-@dataclass
-class SessionStats:
-    """Counters for health lines and benchmarks."""
-
-    frames_sent: int = 0
-    frames_offline: int = 0
-    sent_while_shut: int = 0
-    tool_calls: int = 0
-    reconnects: int = 0
-    protocol_errors: Counter[str] = field(default_factory=Counter)
-    closures: Counter[int | None] = field(default_factory=Counter)
-
-
 class _LocalClose(Exception):
     """A closure decided on this side (stall, goAway, time-out) or a failed connect."""
 
@@ -168,46 +169,38 @@ class LiveSession:
         # Checked here so that a behaviour the model cannot take fails before any connect.
         self.behaviors = tool_behaviors(settings.profile, tools)
         self.events = events or SessionEvents()
-        self.gate = InputGate()
-        self.stats = SessionStats()
+        self.protocol = LiveProtocol(
+            manual_activity=settings.manual_activity,
+            resumption=settings.resumption,
+            stall_timeout_s=settings.stall_timeout_s,
+            go_away_margin_s=settings.go_away_margin_s,
+            blocking=self._blocking,
+            time_limit_s=self._time_limit_s,
+        )
+        self.stats: SessionStats = self.protocol.stats
         self.policy = ReconnectPolicy(settings.backoff, rng or random.Random())
         self.closures: deque[CloseReport] = deque(maxlen=32)
         self.session_id = uuid.uuid4().hex[:12]
         self._client = client or build_client(settings, api_key)
         self._clock = clock
         self._session: AsyncSession | None = None
-        self._handle: str | None = None
-        self._last_sent: deque[SentFrame] = deque(maxlen=8)
-        self._last_response_size: int | None = None
-        self._call_started: dict[str, float] = {}
-        self._last_rx = 0.0
-        self._awaiting_since: float | None = None
-        self._model_speaking = False
-        self._go_away_at: float | None = None
-        # The newest handle restores the conversation as it is now (nothing in progress).
-        self._resumable = False
-        self._handle_at: float | None = None
-        # When the user's turn now in flight began and ended on the wire (the end only in manual
-        # mode); None once the model completed it.
-        self._turn_at: float | None = None
-        self._turn_end_at: float | None = None
-        self._last_reply_at: float | None = None
         self._local_cause: str | None = None
-        self._unknown_fields: set[str] = set()
-        self._unanswered: str | None = None
         self._connected = asyncio.Event()
         self._mime = f"audio/pcm;rate={settings.input_rate}"
         self._dispatcher = ToolDispatcher(
             tools,
-            self.gate,
+            awaited=self.protocol.awaited,
             send=self._send_tool_response,
-            gate_opened=self._gate_opened,
+            finished=self._tool_finished,
             on_result=self.events.on_tool_result,
             cap_chars=settings.response_cap_chars,
             max_bytes=settings.max_response_bytes,
-            background_changed=self._background_changed,
-            unanswerable=self._unanswerable,
         )
+
+    @property
+    def gate(self) -> InputGate:
+        """The protocol's input gate, for reading: only the protocol changes it."""
+        return self.protocol.gate
 
     # -- the send path ---------------------------------------------------------------------
     @property
@@ -223,11 +216,9 @@ class LiveSession:
         """The names of the blocking calls now pending (none: realtime input may flow)."""
         return tuple(self.gate.pending.values())
 
-    def _note_sent(self, kind: str, size: int) -> None:
-        self._last_sent.append(SentFrame(kind, size, self._clock()))
-        self.stats.frames_sent += 1
-        if kind in REALTIME_KINDS and self.gate.shut:
-            self.stats.sent_while_shut += 1
+    def gated_frames(self) -> int:
+        """How many realtime frames and signals the gate has held back so far."""
+        return sum(self.gate.dropped.values())
 
     async def _inbound_first(self) -> AsyncSession | None:
         """Let the receive loop read any server frame that already arrived before sending.
@@ -247,18 +238,15 @@ class LiveSession:
         if session is None:
             self.stats.frames_offline += 1
             return False
-        if not self.gate.admit("audio"):
+        if not self.protocol.offer("audio", len(pcm), self._clock()):
             return False
-        if not self.settings.manual_activity and self._turn_at is None:
-            self._turn_at = self._clock()
-        self._note_sent("audio", len(pcm))
         blob = types.Blob(data=pcm, mime_type=self._mime)
         return await self._guarded(session.send_realtime_input(audio=blob))
 
     async def set_activity(self, active: bool) -> None:
         """The user started or stopped speaking (manual turn taking)."""
         await self._inbound_first()
-        signal = self.gate.request_activity(active)
+        signal = self.protocol.activity(active)
         if signal is not None:
             await self._send_signal(signal)
 
@@ -268,35 +256,27 @@ class LiveSession:
         if self.settings.manual_activity:
             log.warning("audioStreamEnd is for automatic activity detection; not sent")
             return False
-        if session is None or not self.gate.admit("audioStreamEnd"):
+        if session is None or not self.protocol.offer("audioStreamEnd", 0, self._clock()):
             return False
-        self._note_sent("audioStreamEnd", 0)
-        self._awaiting_since = self._clock()
         return await self._guarded(session.send_realtime_input(audio_stream_end=True))
 
     async def _send_signal(self, signal: Signal) -> None:
         session = self._session
         if session is None:
             return
-        self._note_sent(signal.value, 0)
+        self.protocol.sent(signal.value, 0, self._clock())
         if signal is Signal.START:
-            if self._turn_at is None or self._turn_end_at is not None:
-                self._turn_at, self._turn_end_at = self._clock(), None
             await self._guarded(session.send_realtime_input(activity_start=types.ActivityStart()))
         else:
-            self._awaiting_since = self._turn_end_at = self._clock()
             await self._guarded(session.send_realtime_input(activity_end=types.ActivityEnd()))
 
     async def _send_tool_response(self, response: types.FunctionResponse, size: int) -> bool:
         session = self._session
         if session is None:
             return False
-        self._note_sent("toolResponse", size)
-        self._last_response_size = size
-        if response.scheduling is None:
-            # A blocking call's answer is owed a reply; a non-blocking one (SILENT, say) may
-            # rightly get none, so it must not arm the stall watchdog.
-            self._awaiting_since = self._clock()
+        # A blocking call's answer (no scheduling) is owed a reply: it arms the stall watchdog.
+        awaits_reply = response.scheduling is None
+        self.protocol.sent("toolResponse", size, self._clock(), awaits_reply=awaits_reply)
         return await self._guarded(session.send_tool_response(function_responses=[response]))
 
     async def _guarded(self, send: Any) -> bool:
@@ -308,157 +288,62 @@ class LiveSession:
             return False
         return True
 
-    def _background_changed(self) -> None:
-        self.events.on_background(tuple(self.gate.running.items()))
-
     def _blocking(self, name: str) -> bool:
         """Does a call of ``name`` shut the gate? A name we never declared does: the safe side."""
         behavior = self.behaviors.get(name, (Behavior.BLOCKING, None))[0]
         return behavior is Behavior.BLOCKING
 
-    async def _gate_opened(self) -> None:
-        log.debug("input gate open")
-        self.events.on_gate(False, ())
-        signal = self.gate.resync()
-        if signal is not None:
-            await self._send_signal(signal)
+    def _time_limit_s(self, name: str) -> float:
+        """How long a call of ``name`` may take: its tool's time-out (the default for a name
+        we never declared, which the registry answers at once with an error)."""
+        spec = self.tools.spec(name)
+        return spec.timeout_s if spec is not None else DEFAULT_TIMEOUT_S
 
-    def _unanswerable(self, call_id: str) -> None:
-        # The watchdog replaces the connection: the service drops the call with it.
-        self._unanswered = call_id
+    async def _tool_finished(self, call_id: str, answered: bool) -> None:
+        await self._apply(self.protocol.tool_finished(call_id, answered))
 
-    # -- the receive side ------------------------------------------------------------------
-    def describe_state(self) -> str:
-        """What the session is doing, in words, for logs and closure reports."""
-        if self.gate.shut:
-            return "tool-pending: " + ", ".join(sorted(set(self.gate.pending.values())))
-        if self._model_speaking:
-            return "model speaking"
-        if self.gate.wire_activity:
-            return "user speaking"
-        if self._awaiting_since is not None:
-            return "waiting for the model"
-        return "idle" if self.connected else "disconnected"
+    async def _apply(self, effects: list[Effect]) -> None:
+        """Carry out the protocol's effects in order. Only a signal is awaited, and the
+        protocol puts it last among the effects of one event."""
+        for effect in effects:
+            match effect:
+                case SendSignal(signal=signal):
+                    await self._send_signal(signal)
+                case StartTools(calls=calls):
+                    self._dispatcher.start(calls)
+                case StopTools(ids=ids):
+                    self._dispatcher.stop(ids)
+                case GateChanged(shut=shut, calls=gate_calls):
+                    self.events.on_gate(shut, gate_calls)
+                case BackgroundChanged(calls=running):
+                    self.events.on_background(running)
+                case Deliver(content=content):
+                    self._deliver(content)
+                case UsageReport(usage=usage):
+                    self.events.on_usage(usage)
+                case CloseConnection(cause=cause, reason=reason, code=code):
+                    raise _LocalClose(cause, reason, code)
 
-    def _on_message(self, message: ServerMessage) -> bool:
-        """Handle one checked server message without awaiting. True if a cancellation opened
-        the gate."""
-        now = self._clock()
-        self._last_rx = now
-        for name in message.unknown:
-            if name not in self._unknown_fields and len(self._unknown_fields) < 32:
-                self._unknown_fields.add(name)
-                log.info("ignoring the server message field %r: this daemon does not use it", name)
-        if message.usage is not None:
-            self.events.on_usage(message.usage)
-        update = message.resumption
-        if update is not None:
-            self._resumable = bool(update.resumable and update.new_handle)
-            if self._resumable:
-                self._handle = update.new_handle
-                self._handle_at = now
-        if message.go_away_s is not None:
-            left = message.go_away_s
-            self._go_away_at = now + left
-            log.info(
-                "service sent goAway: %.1f s left; reconnecting at the next safe point or when "
-                "the turn in flight completes",
-                left,
-            )
-        if message.tool_calls:
-            self._on_tool_call(message.tool_calls)
-        opened = False
-        if message.cancelled_ids is not None:
-            opened = self._dispatcher.cancel(list(message.cancelled_ids))
-        if message.content is not None:
-            self._last_reply_at = now
-            self._on_content(message.content)
-        return opened
-
-    def _on_tool_call(self, function_calls: tuple[FunctionCall, ...]) -> None:
-        calls = [(fc.id, fc.name, fc.args) for fc in function_calls]
-        # An id still awaiting its answer is already running: a second run would drive the
-        # tool twice and leave a task the dispatcher no longer tracks.
-        repeated = [call_id for call_id, _, _ in calls if self.gate.name_of(call_id) is not None]
-        if repeated:
-            log.error("ignoring a repeated toolCall for calls still running: %s", repeated[:8])
-            calls = [c for c in calls if c[0] not in repeated]
-            if not calls:
-                return
-        # Only blocking calls shut the gate, and they do so before anything is awaited.
-        pairs = tuple((call_id, name) for call_id, name, _ in calls if self._blocking(name))
-        background = tuple(
-            (call_id, name) for call_id, name, _ in calls if not self._blocking(name)
-        )
-        if pairs:
-            now = self._clock()
-            self._call_started = {
-                call_id: self._call_started.get(call_id, now) for call_id in self.gate.pending
-            }
-            self._call_started.update((call_id, now) for call_id, _ in pairs)
-            self.gate.shut_for(pairs)
-            self.events.on_gate(True, pairs)
-        self.stats.tool_calls += len(calls)
-        for call_id, name in pairs:
-            log.info(
-                "tool call %s (%s): input gate shut",
-                name,
-                call_id,
-                extra={"TOOL_NAME": name, "TOOL_CALL_ID": call_id, "LIVE_STATE": "tool-pending"},
-            )
-        if background:
-            self.gate.run_for(background)
-            for call_id, name in background:
-                log.info(
-                    "tool call %s (%s): non-blocking, input keeps flowing",
-                    name,
-                    call_id,
-                    extra={"TOOL_NAME": name, "TOOL_CALL_ID": call_id},
-                )
-            self._background_changed()
-        self._dispatcher.start(calls)
-
-    def _on_content(self, content: Content) -> None:
+    def _deliver(self, content: Content) -> None:
         for pcm in content.audio:
-            self._model_speaking = True
             self.events.on_audio(pcm)
         if content.interrupted:
-            self._model_speaking = False
             self.events.on_interrupted()
         if content.input_text:
             self.events.on_transcript("user", content.input_text)
         if content.output_text:
             self.events.on_transcript("model", content.output_text)
         if content.turn_complete:
-            self._model_speaking = False
-            self._awaiting_since = None
-            self._turn_at = self._turn_end_at = None
             self.events.on_turn_complete()
 
-    def _safe_point(self) -> bool:
-        """Nothing would be lost by reconnecting now."""
-        if self.settings.resumption and not self._resumable:
-            return False
-        return not (
-            self.gate.shut
-            or self.gate.running
-            or self._model_speaking
-            or self.gate.wire_activity
-            or self._awaiting_since is not None
-        )
+    # -- the receive side ------------------------------------------------------------------
+    def describe_state(self) -> str:
+        """What the session is doing, in words, for logs and closure reports."""
+        return self.protocol.describe_state()
 
-    def _model_turn_in_flight(self) -> bool:
-        """The model owes an answer it is giving or about to give (a call may be pending)."""
-        return self.gate.shut or self._model_speaking or self._awaiting_since is not None
-
-    def _request_at_risk(self) -> bool:
-        """Would resuming now restore the conversation from before the user's turn in flight?"""
-        if self._turn_at is None or not self.settings.resumption:
-            return False
-        # Only a handle issued once the service had the whole turn covers it; in automatic mode
-        # the service decides when that is, and a handle after its start is the best sign.
-        covered_from = self._turn_at if not self.settings.manual_activity else self._turn_end_at
-        return covered_from is None or self._handle_at is None or self._handle_at < covered_from
+    def _on_message(self, message: ServerMessage) -> list[Effect]:
+        """Hand one checked server message to the protocol, without awaiting: its effects."""
+        return self.protocol.receive(message, self._clock())
 
     async def _receive(self, session: AsyncSession) -> None:
         # Raw frames, not the SDK's receive(): every frame passes the one boundary
@@ -478,10 +363,7 @@ class LiveSession:
                 message = parse_server_frame(raw, self.settings.max_frame_bytes)
             except ProtocolError as exc:
                 self._protocol_error(exc)
-            if self._on_message(message):
-                await self._gate_opened()
-            if self._go_away_at is not None and self._safe_point():
-                raise _LocalClose("go-away", "reconnecting at a safe point after goAway")
+            await self._apply(self._on_message(message))
 
     def _protocol_error(self, exc: ProtocolError) -> NoReturn:
         """Count a frame that failed the boundary and close the connection for it; the
@@ -490,27 +372,15 @@ class LiveSession:
         raise _LocalClose("protocol-error", str(exc), _CLOSE_CODES.get(exc.kind, 1002)) from exc
 
     async def _watchdog(self) -> None:
-        """Stop the connection on a silent stall or when a goAway deadline is near."""
+        """Close the connection when the protocol says so: a silent stall, a call that cannot
+        be answered or is overdue, a goAway deadline."""
         while True:
             await asyncio.sleep(0.1)
-            now = self._clock()
-            if self._unanswered is not None:
-                raise _LocalClose("unanswered", f"tool call {self._unanswered} cannot be answered")
-            if self._awaiting_since is not None:
-                quiet = now - max(self._last_rx, self._awaiting_since)
-                if quiet > self.settings.stall_timeout_s:
-                    raise _LocalClose("stall", f"no frames for {quiet:.1f} s")
-            # A turn in flight gets until the deadline itself: it ends with its turnComplete (a
-            # safe point), and if not, the service's own closure costs no more than ours.
-            margin = 0.0 if self._model_turn_in_flight() else self.settings.go_away_margin_s
-            if self._go_away_at is not None and now >= self._go_away_at - margin:
-                raise _LocalClose(
-                    "go-away-deadline", "goAway deadline reached without a safe point"
-                )
+            await self._apply(self.protocol.tick(self._clock()))
 
     # -- a connection's life ---------------------------------------------------------------
     async def _serve(self) -> None:
-        config = build_config(self.settings, self.tools, self._handle)
+        config = build_config(self.settings, self.tools, self.protocol.handle)
         async with contextlib.AsyncExitStack() as stack:
             try:
                 async with asyncio.timeout(self.settings.connect_timeout_s):
@@ -536,18 +406,16 @@ class LiveSession:
                     ProtocolError("bad-setup", "the first frame is not setupComplete", 0, "")
                 )
             self._session = session
-            self._last_rx = self._clock()
+            opened = self.protocol.opened(self._clock())
             self._connected.set()
             log.info(
                 "connected to %s (%s)",
                 self.settings.model,
-                "resumed" if self._handle else "new conversation",
+                "resumed" if self.protocol.handle else "new conversation",
                 extra={"SESSION_ID": self.session_id},
             )
             self.events.on_connection(ConnectionStatus(ConnectionState.CONNECTED))
-            signal = self.gate.resync()
-            if signal is not None:
-                await self._send_signal(signal)
+            await self._apply(opened)
             watchdog = asyncio.create_task(self._watchdog(), name="live-watchdog")
             receive = asyncio.create_task(self._receive(session), name="live-receive")
             try:
@@ -618,60 +486,13 @@ class LiveSession:
         return self.settings.base_url or "the Gemini API's default endpoint"
 
     def _report(self, code: int | None, reason: str, cause: str | None) -> CloseReport:
-        now = self._clock()
-        context = CloseContext(
-            state=self.describe_state(),
-            pending=tuple(
-                (call_id, name, now - self._call_started.get(call_id, now))
-                for call_id, name in self.gate.pending.items()
-            ),
-            last_sent=tuple(self._last_sent),
-            last_tool_response_size=self._last_response_size,
-            input_sent_while_pending=self.stats.sent_while_shut,
-            go_away_seen=self._go_away_at is not None,
-            local_cause=cause or self._local_cause,
-            at=now,
-            last_reply_at=self._last_reply_at,
-        )
-        text, action = likely_cause(code, reason, context)
-        if action is Action.RESUME and self._request_at_risk():
-            log.warning(
-                "the newest resumption handle is older than the user's turn in flight: "
-                "resuming may lose that request",
-                extra={"SESSION_ID": self.session_id},
-            )
-        return CloseReport(
-            code=code,
-            reason=reason,
-            context=context,
-            cause=text,
-            action=action,
-            at=now,
-            frames_before=tuple((f.kind, f.size, 1000 * (now - f.at)) for f in self._last_sent),
-        )
+        return self.protocol.close_report(code, reason, cause or self._local_cause, self._clock())
 
     async def _disconnected(self) -> None:
-        was_shut = self.gate.shut
-        was_running = bool(self.gate.running)
         self._session = None
         self._connected.clear()
         await self._dispatcher.stop_all()
-        self.gate.new_connection()
-        self._model_speaking = False
-        self._awaiting_since = None
-        self._go_away_at = None
-        self._unanswered = None
-        self._resumable = False
-        self._handle_at = None
-        self._turn_at = self._turn_end_at = None
-        self._last_reply_at = None
-        self._last_sent.clear()
-        self._last_response_size = None
-        self._call_started.clear()
-        if was_shut:
-            self.events.on_gate(False, ())
-        if was_running:
-            self.events.on_background(())
+        await self._apply(self.protocol.closed())
 
     def _log_closure(self, report: CloseReport) -> None:
         level = {
@@ -726,7 +547,7 @@ class LiveSession:
                 self.stats.closures[report.code] += 1
                 self._log_closure(report)
                 if report.action is Action.FRESH:
-                    self._handle = None
+                    self.protocol.forget_handle()
                     self.session_id = uuid.uuid4().hex[:12]
                     log.warning("starting a fresh session: the conversation context is lost")
                 # Every reconnect, a goAway's rotation too, waits for the policy: a service

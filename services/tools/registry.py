@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 ToolHandler = Callable[[dict[str, Any]], Awaitable[Any]]
 EMPTY_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
+# A tool's time-out unless its declaration gives one.
+DEFAULT_TIMEOUT_S = 5.0
 # Bounds on a parameters schema: a model's arguments are small, flat objects.
 MAX_SCHEMA_DEPTH = 32
 MAX_SCHEMA_NODES = 5000
@@ -66,7 +68,7 @@ class ToolSpec:
     description: str
     handler: ToolHandler
     parameters: Mapping[str, Any] = field(default_factory=lambda: dict(EMPTY_SCHEMA))
-    timeout_s: float = 5.0
+    timeout_s: float = DEFAULT_TIMEOUT_S
     # None: the model profile's default behaviour; scheduling applies to non-blocking calls.
     behavior: Behavior | None = None
     scheduling: Scheduling | None = None

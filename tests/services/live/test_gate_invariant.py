@@ -11,7 +11,8 @@ import pytest
 from google.genai import types
 
 from services.live.dispatch import ToolDispatcher
-from services.live.gate import InputGate
+from services.live.inbound import FunctionCall, ServerMessage
+from services.live.protocol import GateChanged, LiveProtocol, StartTools
 from services.live.session import LiveSession
 from services.tools.registry import ToolConfigError, ToolOutcome, ToolRegistry, ToolSpec
 from tests.conftest import API_KEY, EmulatorFactory
@@ -80,7 +81,15 @@ async def test_a_raise_in_validation_is_answered_with_an_error_before_the_gate_o
 
 
 async def test_a_call_that_cannot_be_answered_keeps_the_gate_shut() -> None:
-    gate = InputGate()
+    protocol = LiveProtocol(
+        manual_activity=True,
+        resumption=True,
+        stall_timeout_s=10.0,
+        go_away_margin_s=1.0,
+        blocking=lambda name: True,
+        time_limit_s=lambda name: 5.0,
+    )
+    gate = protocol.gate
     opened = asyncio.Event()
     given_up = asyncio.Event()
     unanswerable: list[str] = []
@@ -92,21 +101,29 @@ async def test_a_call_that_cannot_be_answered_keeps_the_gate_shut() -> None:
     async def send(response: types.FunctionResponse, size: int) -> bool:
         raise ValueError("the SDK refused the response")
 
-    async def gate_opened() -> None:
-        opened.set()
+    async def finished(call_id: str, answered: bool) -> None:
+        effects = protocol.tool_finished(call_id, answered)
+        if any(isinstance(e, GateChanged) and not e.shut for e in effects):
+            opened.set()
+        if not answered:
+            give_up(call_id)
 
     dispatcher = ToolDispatcher(
         ToolRegistry([tool("t", noop)]),
-        gate,
+        awaited=protocol.awaited,
         send=send,
-        gate_opened=gate_opened,
+        finished=finished,
         on_result=lambda *_: None,
         cap_chars=1000,
         max_bytes=10_000,
-        unanswerable=give_up,
     )
-    gate.shut_for([("c1", "t")])
-    dispatcher.start([("c1", "t", {})])
+    call = FunctionCall(id="c1", name="t", args={})
+    [start] = [
+        e
+        for e in protocol.receive(ServerMessage(size=0, tool_calls=(call,)), 0.0)
+        if isinstance(e, StartTools)
+    ]
+    dispatcher.start(start.calls)
     async with asyncio.timeout(5):
         await given_up.wait()
     assert unanswerable == ["c1"]
