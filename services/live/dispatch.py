@@ -6,6 +6,10 @@ shaping or the send. A call the service no longer waits for (cancelled, or its c
 replaced) is never answered: the service would close with 1008 "Requested entity was not
 found." What the gate makes of an answer is the protocol's business
 (:mod:`services.live.protocol`): the dispatcher reports each call's end through ``finished``.
+
+A tool still running when its connection ends runs on: its side effect is done either way, its
+result is kept for a resumption that replays the call, and its answer goes out only if the new
+connection waits for the same call id.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ log = logging.getLogger(__name__)
 
 SendResponse = Callable[[types.FunctionResponse, int], Awaitable[bool]]
 Awaited = Callable[[str], Call | None]
-Finished = Callable[[str, bool], Awaitable[None]]
+Finished = Callable[[str, bool, dict[str, Any] | None], Awaitable[None]]
 ToolResult = Callable[[str, str, dict[str, Any], float], None]
 
 
@@ -60,12 +64,27 @@ class ToolDispatcher:
         return len(self._tasks)
 
     def start(self, calls: Sequence[tuple[str, str, Mapping[str, Any]]]) -> None:
-        """Start a task per (id, name, args)."""
+        """Start a task per (id, name, args), unless that call's tool is still running from
+        before a resumption: then its answer is this call's."""
         for call_id, name, args in calls:
+            if call_id in self._tasks:
+                log.info(
+                    "tool call %s (%s) is still running: its answer goes to the replay",
+                    name,
+                    call_id,
+                )
+                continue
             task = asyncio.create_task(
                 self._run(call_id, name, args), name=f"tool:{name}:{call_id}"
             )
             self._tasks[call_id] = task
+
+    def answer_again(self, call_id: str, name: str, payload: dict[str, Any]) -> None:
+        """Answer a replayed call with the result its tool gave the first time."""
+        task = asyncio.create_task(
+            self._run(call_id, name, {}, payload), name=f"tool-again:{name}:{call_id}"
+        )
+        self._tasks[call_id] = task
 
     def stop(self, ids: Sequence[str]) -> None:
         """Stop these calls' tools (cancelled, or abandoned); none of them is answered."""
@@ -82,14 +101,26 @@ class ToolDispatcher:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _run(self, call_id: str, name: str, args: Mapping[str, Any]) -> None:
+    async def _run(
+        self,
+        call_id: str,
+        name: str,
+        args: Mapping[str, Any],
+        first: dict[str, Any] | None = None,
+    ) -> None:
+        """Run the tool (or take its ``first`` result), answer, and report the end."""
         started = time.monotonic()
         # None: stopped, nothing is owed; else whether the call needs nothing more.
         settled: bool | None = False
+        payload: dict[str, Any] | None = None
         try:
-            shaped = await self._outcome(name, args)
-            if shaped.truncated:
-                log.warning("tool %s response truncated (%s)", name, shaped.note)
+            if first is None:
+                shaped = await self._outcome(name, args)
+                if shaped.truncated:
+                    log.warning("tool %s response truncated (%s)", name, shaped.note)
+            else:
+                shaped = shape_response(first, self._cap_chars)
+            payload = shaped.payload
             settled = await self._answer_surely(call_id, name, shaped, started)
         except asyncio.CancelledError:
             settled = None
@@ -97,7 +128,7 @@ class ToolDispatcher:
         finally:
             self._tasks.pop(call_id, None)
             if settled is not None:
-                await self._finished(call_id, settled)
+                await self._finished(call_id, settled, payload)
 
     async def _outcome(self, name: str, args: Mapping[str, Any]) -> Shaped:
         """The shaped result, or an error payload whatever raised on the way."""
@@ -129,8 +160,10 @@ class ToolDispatcher:
         # Checked and sent with no await in between: a cancellation cannot slip past the check.
         call = self._awaited(call_id)
         if call is None:
-            log.warning(
-                "not answering %s (%s): the call was cancelled or its connection replaced; "
+            # Expected, not a fault: a cancellation or a lost connection (the result is kept
+            # for a replay of this id).
+            log.info(
+                "not answering %s (%s): the call was cancelled or its connection ended; "
                 "an answer would be closed with 1008 'Requested entity was not found.'",
                 name,
                 call_id,

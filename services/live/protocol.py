@@ -20,7 +20,7 @@ that it closes with 1008.
 from __future__ import annotations
 
 import logging
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +37,10 @@ REALTIME_KINDS = frozenset({"audio", "activityStart", "activityEnd", "audioStrea
 DEADLINE_MARGIN_S = 2.0
 # Server message fields this daemon does not use are named once each, up to this many.
 MAX_UNKNOWN_FIELDS = 32
+# Each call's first answer is kept, for a call the service replays after a resumption: the
+# newest this many, for this long a fresh answer (an idempotent tool runs again after that).
+REMEMBERED_ANSWERS = 64
+ANSWER_FRESH_S = 60.0
 
 
 @dataclass
@@ -63,6 +67,14 @@ class Call:
     deadline: float
 
 
+@dataclass(frozen=True)
+class Answer:
+    """What a call's tool produced, kept for a replay of the same call id."""
+
+    payload: dict[str, Any]
+    at: float
+
+
 # -- effects: what the session carries out, in the order given ------------------------------
 @dataclass(frozen=True)
 class SendSignal:
@@ -77,6 +89,14 @@ class StartTools:
     """Run these calls (id, name, args); the gate already accounts for them."""
 
     calls: tuple[tuple[str, str, Mapping[str, Any]], ...]
+
+
+@dataclass(frozen=True)
+class AnswerAgain:
+    """Answer this replayed call with its first answer; its tool must not run again."""
+
+    call_id: str
+    payload: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -127,6 +147,7 @@ class CloseConnection:
 Effect = (
     SendSignal
     | StartTools
+    | AnswerAgain
     | StopTools
     | GateChanged
     | BackgroundChanged
@@ -148,6 +169,7 @@ class LiveProtocol:
         go_away_margin_s: float,
         blocking: Callable[[str], bool],
         time_limit_s: Callable[[str], float],
+        idempotent: Callable[[str], bool] = lambda name: False,
     ) -> None:
         self.manual_activity = manual_activity
         self.resumption = resumption
@@ -155,11 +177,14 @@ class LiveProtocol:
         self.go_away_margin_s = go_away_margin_s
         self._blocking = blocking
         self._time_limit_s = time_limit_s
+        self._idempotent = idempotent
         self.gate = InputGate()
         self.stats = SessionStats()
         self.handle: str | None = None
         self.connected = False
         self._calls: dict[str, Call] = {}
+        # Kept across connections: a replayed turn brings the same call ids back.
+        self._answers: OrderedDict[str, Answer] = OrderedDict()
         self._last_sent: deque[SentFrame] = deque(maxlen=8)
         self._last_response_size: int | None = None
         self._last_rx = 0.0
@@ -315,12 +340,24 @@ class LiveProtocol:
             if awaits_reply:
                 self._awaiting_since = now
 
-    def tool_finished(self, call_id: str, answered: bool) -> list[Effect]:
-        """A call's tool ended: its answer is on the wire (``answered``), or could not be sent.
+    def tool_finished(
+        self,
+        call_id: str,
+        answered: bool,
+        payload: dict[str, Any] | None,
+        now: float,
+    ) -> list[Effect]:
+        """A call's tool ended with ``payload`` (None: it did not run), and its answer is on
+        the wire (``answered``) or could not be sent.
 
-        An unanswerable blocking call keeps the gate shut: :meth:`tick` replaces the
-        connection, which drops the call on the service's side."""
+        The payload is kept for a replay of the call id, whether or not the answer left. An
+        unanswerable blocking call keeps the gate shut: :meth:`tick` replaces the connection,
+        which drops the call on the service's side."""
         call = self._calls.get(call_id)
+        if payload is not None and call_id not in self._answers:
+            self._answers[call_id] = Answer(payload, now)
+            while len(self._answers) > REMEMBERED_ANSWERS:
+                self._answers.popitem(last=False)
         if call is None:
             return []  # cancelled, abandoned or its connection gone meanwhile: nothing is owed
         if not answered:
@@ -446,6 +483,7 @@ class LiveProtocol:
             blocking = self._blocking(name)
             limit = self._time_limit_s(name) + DEADLINE_MARGIN_S
             self._calls[call_id] = Call(call_id, name, blocking, now, now + limit)
+        again = self._answered_before(calls, now)
         # Only blocking calls shut the gate, and they do so before anything is awaited.
         pairs = tuple((c, n) for c, n, _ in calls if self._calls[c].blocking)
         background = tuple((c, n) for c, n, _ in calls if not self._calls[c].blocking)
@@ -470,8 +508,42 @@ class LiveProtocol:
                     extra={"TOOL_NAME": name, "TOOL_CALL_ID": call_id},
                 )
             effects.append(BackgroundChanged(tuple(self.gate.running.items())))
-        effects.append(StartTools(tuple(calls)))
+        effects += [AnswerAgain(call_id, payload) for call_id, payload in again.items()]
+        if fresh := tuple(c for c in calls if c[0] not in again):
+            effects.append(StartTools(fresh))
         return effects
+
+    def _answered_before(
+        self, calls: list[tuple[str, str, Mapping[str, Any]]], now: float
+    ) -> dict[str, dict[str, Any]]:
+        """The calls a resumption replayed whose first answer they get again: every one whose
+        tool is not idempotent (it never runs twice for one id), and the idempotent ones while
+        that answer is fresh."""
+        again: dict[str, dict[str, Any]] = {}
+        for call_id, name, _ in calls:
+            first = self._answers.get(call_id)
+            if first is None:
+                continue
+            age = now - first.at
+            if self._idempotent(name) and age > ANSWER_FRESH_S:
+                log.info(
+                    "tool call %s (%s) replayed after %.0f s: running it again (idempotent)",
+                    name,
+                    call_id,
+                    age,
+                    extra={"TOOL_NAME": name, "TOOL_CALL_ID": call_id},
+                )
+                continue
+            log.info(
+                "tool call %s (%s) replayed after a resumption: answering with its first "
+                "result (%.1f s old), not running it again",
+                name,
+                call_id,
+                age,
+                extra={"TOOL_NAME": name, "TOOL_CALL_ID": call_id},
+            )
+            again[call_id] = first.payload
+        return again
 
     def _on_content(self, content: Content) -> None:
         if content.audio:

@@ -47,6 +47,7 @@ from services.live.inbound import (
     parse_server_frame,
 )
 from services.live.protocol import (
+    AnswerAgain,
     BackgroundChanged,
     CloseConnection,
     Deliver,
@@ -176,6 +177,7 @@ class LiveSession:
             go_away_margin_s=settings.go_away_margin_s,
             blocking=self._blocking,
             time_limit_s=self._time_limit_s,
+            idempotent=self._idempotent,
         )
         self.stats: SessionStats = self.protocol.stats
         self.policy = ReconnectPolicy(settings.backoff, rng or random.Random())
@@ -299,8 +301,14 @@ class LiveSession:
         spec = self.tools.spec(name)
         return spec.timeout_s if spec is not None else DEFAULT_TIMEOUT_S
 
-    async def _tool_finished(self, call_id: str, answered: bool) -> None:
-        await self._apply(self.protocol.tool_finished(call_id, answered))
+    def _idempotent(self, name: str) -> bool:
+        spec = self.tools.spec(name)
+        return spec is not None and spec.idempotent
+
+    async def _tool_finished(
+        self, call_id: str, answered: bool, payload: dict[str, Any] | None
+    ) -> None:
+        await self._apply(self.protocol.tool_finished(call_id, answered, payload, self._clock()))
 
     async def _apply(self, effects: list[Effect]) -> None:
         """Carry out the protocol's effects in order. Only a signal is awaited, and the
@@ -311,6 +319,10 @@ class LiveSession:
                     await self._send_signal(signal)
                 case StartTools(calls=calls):
                     self._dispatcher.start(calls)
+                case AnswerAgain(call_id=call_id, payload=payload):
+                    call = self.protocol.awaited(call_id)
+                    if call is not None:
+                        self._dispatcher.answer_again(call_id, call.name, payload)
                 case StopTools(ids=ids):
                     self._dispatcher.stop(ids)
                 case GateChanged(shut=shut, calls=gate_calls):
@@ -491,7 +503,8 @@ class LiveSession:
     async def _disconnected(self) -> None:
         self._session = None
         self._connected.clear()
-        await self._dispatcher.stop_all()
+        # Tools still running are left to finish (see services.live.dispatch): stopping one
+        # half-way could leave its side effect half done, and a replay would run it again.
         await self._apply(self.protocol.closed())
 
     def _log_closure(self, report: CloseReport) -> None:
@@ -570,6 +583,7 @@ class LiveSession:
                 )
                 await asyncio.sleep(delay)
         finally:
+            await self._dispatcher.stop_all()
             self.events.on_connection(ConnectionStatus(ConnectionState.STOPPED))
 
 

@@ -213,6 +213,7 @@ def build_tools(
                 timeout_s=declaration.timeout_s,
                 behavior=declaration.behavior,
                 scheduling=declaration.scheduling,
+                idempotent=declaration.idempotent,
             )
         )
     return specs

@@ -46,6 +46,8 @@ MQTT_PASSWORD_CREDENTIAL = "mqtt-password"
 HA_TOKEN_CREDENTIAL = "ha-token"
 HA_TOKEN_ENV = "HOME_ASSISTANT_TOKEN"
 ACTION_KINDS = ("mqtt_publish", "mqtt_state", "ha_service", "ha_state")
+# The actions that only read a state: a second run does no harm.
+READ_ACTIONS = ("mqtt_state", "ha_state")
 CONFIRMED = "confirmed"
 _NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
 _NAME_FORM = "letters, digits and _ only (at most 64)"
@@ -114,6 +116,7 @@ class ToolDeclaration:
     # None: the model profile's default; the profile is checked once the model is known.
     behavior: Behavior | None = None
     scheduling: Scheduling | None = None
+    idempotent: bool = False
 
 
 def read_credential(name: str, environ: Mapping[str, str]) -> str | None:
@@ -276,6 +279,7 @@ def _tool(t: Table, *, mqtt: bool, home_assistant: bool) -> ToolDeclaration:
         lambda v: None if 1 <= v <= 600 else f"calls per minute, between 1 and 600; got {v}",
     )
     confirm = t.get("confirm", (bool,), False)
+    idempotent = t.get("idempotent", (bool,), kind in READ_ACTIONS)
     behavior = _choice(t, "behavior", Behavior)
     scheduling = _choice(t, "scheduling", Scheduling)
     entities = _entities(t) if kind.startswith("ha") else ()
@@ -309,6 +313,7 @@ def _tool(t: Table, *, mqtt: bool, home_assistant: bool) -> ToolDeclaration:
         confirm=confirm,
         behavior=None if behavior is None else Behavior(behavior),
         scheduling=None if scheduling is None else Scheduling(scheduling),
+        idempotent=idempotent,
     )
 
 

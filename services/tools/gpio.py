@@ -62,6 +62,8 @@ def gpio_tools(
             timeout_s=timeout_s,
             behavior=behavior,
             scheduling=scheduling,
+            # Setting a state, or reading them all: a second run changes nothing.
+            idempotent=True,
         ),
         ToolSpec(
             name="get_outputs",
@@ -70,5 +72,6 @@ def gpio_tools(
             timeout_s=timeout_s,
             behavior=behavior,
             scheduling=scheduling,
+            idempotent=True,
         ),
     ]

@@ -72,6 +72,9 @@ class ToolSpec:
     # None: the model profile's default behaviour; scheduling applies to non-blocking calls.
     behavior: Behavior | None = None
     scheduling: Scheduling | None = None
+    # Running it twice does no harm (a read, or setting a state): a call replayed after a
+    # resumption may then run again for a fresh answer instead of getting the first one.
+    idempotent: bool = False
 
 
 @dataclass(frozen=True)

@@ -98,3 +98,18 @@ def test_check_config_exits_78_on_a_behaviour_the_model_refuses(tmp_path: Path) 
     assert errors == [
         f"pi-live-voice: {path}: tools[0].behavior: gemini-3.1-flash-live takes only blocking tools"
     ]
+
+
+def test_a_tool_is_idempotent_when_it_reads_or_says_so(tmp_path: Path) -> None:
+    publish = load_settings(write(tmp_path, tool(""))).tools[0]
+    assert publish.idempotent is False
+    declared = load_settings(write(tmp_path, tool("idempotent = true\n"))).tools[0]
+    assert declared.idempotent is True
+    read = TOOL.replace('action = "mqtt_publish"', 'action = "mqtt_state"')
+    assert load_settings(write(tmp_path, read + ROOM)).tools[0].idempotent is True
+
+
+def test_idempotent_must_be_a_boolean(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, tool("idempotent = 'yes'\n")))
+    assert caught.value.key == "tools[0].idempotent"

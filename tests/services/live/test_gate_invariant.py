@@ -101,8 +101,8 @@ async def test_a_call_that_cannot_be_answered_keeps_the_gate_shut() -> None:
     async def send(response: types.FunctionResponse, size: int) -> bool:
         raise ValueError("the SDK refused the response")
 
-    async def finished(call_id: str, answered: bool) -> None:
-        effects = protocol.tool_finished(call_id, answered)
+    async def finished(call_id: str, answered: bool, payload: dict[str, Any] | None) -> None:
+        effects = protocol.tool_finished(call_id, answered, payload, 0.0)
         if any(isinstance(e, GateChanged) and not e.shut for e in effects):
             opened.set()
         if not answered:

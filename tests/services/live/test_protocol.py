@@ -10,7 +10,10 @@ from hypothesis import strategies as st
 from services.live.gate import Signal
 from services.live.inbound import Content, FunctionCall, ResumptionUpdate, ServerMessage
 from services.live.protocol import (
+    ANSWER_FRESH_S,
     DEADLINE_MARGIN_S,
+    REMEMBERED_ANSWERS,
+    AnswerAgain,
     BackgroundChanged,
     CloseConnection,
     Deliver,
@@ -25,7 +28,7 @@ from services.live.protocol import (
 TIME_LIMIT_S = 5.0
 
 
-def protocol(background: Sequence[str] = ()) -> LiveProtocol:
+def protocol(background: Sequence[str] = (), idempotent: Sequence[str] = ()) -> LiveProtocol:
     """A connected protocol; calls of the ``background`` names are non-blocking."""
     p = LiveProtocol(
         manual_activity=True,
@@ -34,6 +37,7 @@ def protocol(background: Sequence[str] = ()) -> LiveProtocol:
         go_away_margin_s=1.0,
         blocking=lambda name: name not in background,
         time_limit_s=lambda name: TIME_LIMIT_S,
+        idempotent=lambda name: name in idempotent,
     )
     p.opened(0.0)
     return p
@@ -63,9 +67,9 @@ def test_a_call_in_one_message_shuts_the_gate_before_its_tool_starts() -> None:
 def test_several_calls_keep_the_gate_shut_until_the_last_is_answered() -> None:
     p = protocol()
     assert gate_changes(p.receive(tool_call("a", "b"), 1.0)) == [True]
-    assert p.tool_finished("a", answered=True) == []
+    assert p.tool_finished("a", True, {"ok": 1}, 2.0) == []
     assert p.gate.shut
-    assert p.tool_finished("b", answered=True) == [GateChanged(False)]
+    assert p.tool_finished("b", True, {"ok": 1}, 2.0) == [GateChanged(False)]
     assert p.offer("audio", 640, 2.0)
 
 
@@ -73,7 +77,10 @@ def test_speech_during_the_call_is_signalled_once_after_the_gate_opens() -> None
     p = protocol()
     p.receive(tool_call("c1"), 1.0)
     assert p.activity(True) is None
-    assert p.tool_finished("c1", answered=True) == [GateChanged(False), SendSignal(Signal.START)]
+    assert p.tool_finished("c1", True, {"ok": 1}, 2.0) == [
+        GateChanged(False),
+        SendSignal(Signal.START),
+    ]
 
 
 def test_a_cancellation_opens_the_gate_and_stops_the_tool() -> None:
@@ -83,7 +90,7 @@ def test_a_cancellation_opens_the_gate_and_stops_the_tool() -> None:
     assert effects == [StopTools(("c1", "c2")), GateChanged(False)]
     assert p.awaited("c1") is None
     # An answer that was on its way when the cancellation came is owed nothing.
-    assert p.tool_finished("c1", answered=True) == []
+    assert p.tool_finished("c1", True, {"ok": 1}, 2.0) == []
 
 
 def test_a_cancellation_opens_the_gate_only_after_the_content_it_came_with() -> None:
@@ -106,7 +113,7 @@ def test_disconnect_while_pending_opens_the_gate_and_forgets_the_calls() -> None
     # The next connection starts from no activity on the wire: the user's turn is re-sent.
     assert p.opened(3.0) == [SendSignal(Signal.START)]
     # A tool of the old connection that ends late changes nothing.
-    assert p.tool_finished("c1", answered=False) == []
+    assert p.tool_finished("c1", False, {"ok": 1}, 2.0) == []
     assert p.tick(3.5) == []
 
 
@@ -156,13 +163,13 @@ def test_a_non_blocking_call_has_no_deadline_and_never_shuts_the_gate() -> None:
     assert BackgroundChanged((("bg", "lookup"),)) in effects
     assert p.offer("audio", 640, 1.5)
     assert p.tick(100.0) == []
-    assert p.tool_finished("bg", answered=True) == [BackgroundChanged(())]
+    assert p.tool_finished("bg", True, {"ok": 1}, 2.0) == [BackgroundChanged(())]
 
 
 def test_an_unanswerable_call_keeps_the_gate_shut_and_replaces_the_connection() -> None:
     p = protocol()
     p.receive(tool_call("c1"), 1.0)
-    assert p.tool_finished("c1", answered=False) == []
+    assert p.tool_finished("c1", False, {"ok": 1}, 2.0) == []
     assert p.gate.shut
     [close] = p.tick(1.1)
     assert isinstance(close, CloseConnection)
@@ -176,12 +183,50 @@ def test_a_repeated_call_id_is_not_run_twice() -> None:
     assert p.stats.tool_calls == 1
 
 
+def test_a_call_replayed_after_a_resumption_gets_its_first_answer() -> None:
+    p = protocol()
+    p.receive(tool_call("c1"), 1.0)
+    # The tool ran (its relay switched) but the connection dropped before the answer left.
+    assert p.tool_finished("c1", False, {"on": True}, 1.2) == []
+    p.closed()
+    p.opened(2.0)
+    effects = p.receive(tool_call("c1"), 2.5)
+    assert effects == [GateChanged(True, (("c1", "set_relay"),)), AnswerAgain("c1", {"on": True})]
+    assert p.tool_finished("c1", True, {"on": True}, 2.6) == [GateChanged(False)]
+
+
+def test_a_stale_replay_runs_again_only_when_the_tool_is_idempotent() -> None:
+    p = protocol(idempotent=("get_outputs",))
+    p.receive(tool_call("r1", name="get_outputs"), 1.0)
+    p.receive(tool_call("w1"), 1.0)
+    p.tool_finished("r1", True, {"on": False}, 1.1)
+    p.tool_finished("w1", True, {"on": True}, 1.1)
+    p.closed()
+    p.opened(2.0)
+    later = 1.1 + ANSWER_FRESH_S + 1
+    effects = p.receive(tool_call("r1", name="get_outputs"), later)
+    assert StartTools((("r1", "get_outputs", {}),)) in effects
+    effects = p.receive(tool_call("w1"), later)
+    assert AnswerAgain("w1", {"on": True}) in effects
+    assert not [e for e in effects if isinstance(e, StartTools)]
+
+
+def test_only_the_newest_answers_are_remembered() -> None:
+    p = protocol()
+    for i in range(REMEMBERED_ANSWERS + 1):
+        p.receive(tool_call(f"c{i}"), 1.0)
+        p.tool_finished(f"c{i}", True, {"i": i}, 1.0)
+    p.closed()
+    assert StartTools((("c0", "set_relay", {}),)) in p.receive(tool_call("c0"), 2.0)
+    assert AnswerAgain("c1", {"i": 1}) in p.receive(tool_call("c1"), 2.0)
+
+
 def test_go_away_closes_at_the_first_safe_point() -> None:
     p = protocol()
     p.receive(ServerMessage(size=0, resumption=ResumptionUpdate("h1", resumable=True)), 0.5)
     p.receive(tool_call("c1"), 1.0)
     assert p.receive(ServerMessage(size=0, go_away_s=10.0), 1.1) == []
-    effects = p.tool_finished("c1", answered=True)
+    effects = p.tool_finished("c1", True, {"ok": 1}, 2.0)
     assert effects == [GateChanged(False)]
     p.receive(ServerMessage(size=0, resumption=ResumptionUpdate("h2", resumable=True)), 1.3)
     assert p.tick(1.4) == []
@@ -221,7 +266,7 @@ def test_no_realtime_input_leaves_while_a_blocking_call_is_awaited(
         if kind == "call":
             effects = p.receive(tool_call(arg, name="set_relay" if flag else "lookup"), now)
         elif kind == "answer":
-            effects = p.tool_finished(arg, answered=flag)
+            effects = p.tool_finished(arg, flag, {"result": arg}, now)
         elif kind == "cancel":
             effects = p.receive(ServerMessage(size=0, cancelled_ids=(arg,)), now)
         elif kind == "speak":
