@@ -13,7 +13,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from services.emulator.scenario import ScenarioError, default_scenario, load_scenario
-from services.emulator.server import RESUMPTION_MODES, Emulator, EmulatorSettings
+from services.emulator.server import (
+    REPLAY_ID_MODES,
+    RESUMPTION_MODES,
+    Emulator,
+    EmulatorSettings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +92,12 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
         help="resuming after the user's turn was committed: answer it, or wait to be asked again",
     )
     parser.add_argument(
+        "--replay-ids",
+        choices=REPLAY_ID_MODES,
+        default="new",
+        help="a replayed turn's toolCall keeps its first call ids, or gets new ones",
+    )
+    parser.add_argument(
         "--seed", type=int, default=None, help="seed the call ids (default: different every run)"
     )
 
@@ -109,6 +120,7 @@ def settings_from_args(
         grace_ms=args.grace_ms,
         pong_delay_ms=args.pong_delay_ms,
         resumption=args.resumption,
+        replay_ids=args.replay_ids,
         seed=args.seed,
     )
     return settings, key_from

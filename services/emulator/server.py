@@ -48,6 +48,8 @@ AUDIO_TOKENS_PER_S = 32
 TEXT_CHARS_PER_TOKEN = 4
 Resumption = Literal["replay", "wait"]
 RESUMPTION_MODES: tuple[Resumption, ...] = ("replay", "wait")
+ReplayIds = Literal["new", "same"]
+REPLAY_ID_MODES: tuple[ReplayIds, ...] = ("new", "same")
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,8 @@ class EmulatorSettings:
     # Resuming with a handle taken after the user's turn was committed: "replay" answers that
     # turn at once, "wait" waits for the user to ask again (the record is silent on which).
     resumption: Resumption = "replay"
+    # A replayed turn's toolCall: the ids the first one had, or new ones (the record is silent).
+    replay_ids: ReplayIds = "new"
     # Seeds the call ids (over the scenario's seed); None with no scenario seed: random ones.
     seed: int | None = None
 
@@ -84,6 +88,8 @@ class Conversation:
     replay: bool = False
     handles_valid: bool = True
     fired: set[tuple[int, str]] = field(default_factory=set)
+    # The call ids each turn's toolCall had, for a replay that keeps them.
+    call_ids: dict[int, list[str]] = field(default_factory=dict)
     connections: int = 0
     # Tokens of the context so far, per modality: every turn's prompt is all of it again.
     context_tokens: dict[str, int] = field(default_factory=dict)
@@ -490,7 +496,8 @@ class LiveConnection:
         try:
             if self.conv.replay:
                 # Resumed after the user's turn was committed: answer it now.
-                await self._respond(self.scenario.turn(self.conv.turn_index), committed=True)
+                turn = self.scenario.turn(self.conv.turn_index)
+                await self._respond(turn, committed=True, replay=True)
             while True:
                 await self._wait_for(lambda: self.user_speaking or self._user_turn_over())
                 turn = self.scenario.turn(self.conv.turn_index)
@@ -516,7 +523,7 @@ class LiveConnection:
         self.conv.replay = True
         await self._issue_handle()
 
-    async def _respond(self, turn: Turn, committed: bool) -> None:
+    async def _respond(self, turn: Turn, committed: bool, replay: bool = False) -> None:
         assert self.conv is not None
         index = self.conv.turn_index
         if not committed and self._user_turn_over():
@@ -533,7 +540,7 @@ class LiveConnection:
         if len(calls) < len(turn.tool_calls):
             undeclared = [c.name for c in turn.tool_calls if c not in calls]
             self._trace("undeclared", names=undeclared, turn=index)
-        if calls and not await self._call_tools(turn, calls, faults):
+        if calls and not await self._call_tools(turn, calls, faults, replay):
             await self._finish_turn(interrupted=True)
             return
         if not committed:
@@ -581,12 +588,22 @@ class LiveConnection:
         return frames.usage_metadata(prompt, response)
 
     async def _call_tools(
-        self, turn: Turn, specs: tuple[ToolCallSpec, ...], faults: list[tuple[str, Fault]]
+        self,
+        turn: Turn,
+        specs: tuple[ToolCallSpec, ...],
+        faults: list[tuple[str, Fault]],
+        replay: bool,
     ) -> bool:
         """Send one toolCall for ``specs`` and wait for every response; False if cancelled."""
         assert self.conv is not None
         await self._sleep(turn.tool_delay_ms)
-        ids = [f"function-call-{self.conv.rng.getrandbits(63)}" for _ in specs]
+        index = self.conv.turn_index
+        kept = self.conv.call_ids.get(index)
+        if replay and self.em.settings.replay_ids == "same" and kept and len(kept) == len(specs):
+            ids = kept
+        else:
+            ids = [f"function-call-{self.conv.rng.getrandbits(63)}" for _ in specs]
+            self.conv.call_ids[index] = ids
         names = [spec.name for spec in specs]
         calls = [
             {"id": call_id, "name": spec.name, "args": spec.args}

@@ -12,7 +12,8 @@ from services.emulator import rules
 from services.emulator.server import RESUMPTION_MODES, Emulator, Resumption
 from services.emulator.speech import OUTPUT_RATE, synthesize
 from services.live.diagnostics import Action
-from services.live.session import ConnectionState, LiveSessionFatal
+from services.live.session import ConnectionState, LiveSession, LiveSessionFatal
+from services.tools.registry import ToolSpec
 from tests.conftest import EmulatorFactory
 from tests.services.live.harness import FRAME, Recorder, new_session, running, speak, tool
 
@@ -166,6 +167,21 @@ async def test_an_oversized_result_is_capped_before_it_leaves(
     assert responses(em)[0]["size"] < 1500
 
 
+def light_then_1011(at: str, after_ms: int = 0) -> dict[str, Any]:
+    """One turn that calls the light and replies, with a 1011 at ``at``."""
+    fault = {"kind": "close", "code": 1011, "at": at, "after_ms": after_ms}
+    return {"turns": [{"tool_calls": [LIGHT], "reply": "The light is on.", "faults": [fault]}]}
+
+
+async def converse_once(em: Emulator, spec: ToolSpec, rec: Recorder) -> LiveSession:
+    """Speak one request, and wait for the model's turn to complete."""
+    session = new_session(em, [spec], rec)
+    async with running(session):
+        await speak(session)
+        await rec.wait_turns(1)
+    return session
+
+
 async def test_1011_while_a_call_is_pending_resumes_and_finishes(
     emulator_factory: EmulatorFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -177,22 +193,11 @@ async def test_1011_while_a_call_is_pending_resumes_and_finishes(
         await asyncio.sleep(0.2)
         return await set_output(args)
 
-    scenario = {
-        "turns": [
-            {
-                "tool_calls": [LIGHT],
-                "reply": "The light is on.",
-                "faults": [{"kind": "close", "code": 1011, "at": "tool_pending", "after_ms": 50}],
-            }
-        ]
-    }
+    scenario = light_then_1011("tool_pending", after_ms=50)
     caplog.set_level(logging.INFO, logger="services.live")
     async with emulator_factory(scenario) as em:
         rec = Recorder()
-        session = new_session(em, [tool("set_output", slow_light)], rec)
-        async with running(session):
-            await speak(session)
-            await rec.wait_turns(1)
+        session = await converse_once(em, tool("set_output", slow_light), rec)
     assert_clean(em)
     assert rec.reply_text() == "The light is on."
     assert calls == 2
@@ -213,6 +218,56 @@ async def test_1011_while_a_call_is_pending_resumes_and_finishes(
     assert "while a tool call was pending" in record.LIKELY_CAUSE  # type: ignore[attr-defined]
     assert "last sent: " in record.getMessage()
     assert "activityEnd" in record.getMessage()
+
+
+async def test_a_call_replayed_with_its_id_while_its_tool_runs_runs_it_once(
+    emulator_factory: EmulatorFactory,
+) -> None:
+    calls = 0
+    rec = Recorder()
+
+    async def light_until_replayed(args: dict[str, Any]) -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        # Still running when the replayed toolCall has shut the gate a second time.
+        await rec.wait_for(lambda: [shut for shut, _ in rec.gate].count(True) >= 2)
+        return await set_output(args)
+
+    scenario = light_then_1011("tool_pending", after_ms=50)
+    async with emulator_factory(scenario, replay_ids="same") as em:
+        await converse_once(em, tool("set_output", light_until_replayed, timeout_s=15.0), rec)
+    assert_clean(em)
+    assert rec.reply_text() == "The light is on."
+    first, replayed = em.trace.select("out", kind="toolCall")
+    assert first["ids"] == replayed["ids"]
+    assert calls == 1
+    [answer] = responses(em)
+    assert answer["ids"] == first["ids"]
+
+
+async def test_a_call_replayed_after_its_answer_gets_that_answer_without_a_second_run(
+    emulator_factory: EmulatorFactory,
+) -> None:
+    calls = 0
+
+    async def light(args: dict[str, Any]) -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        return await set_output(args)
+
+    # The 1011 strikes after the answer, before the reply: the handle taken when the user's
+    # turn was committed replays the turn, toolCall and all.
+    rec = Recorder()
+    async with emulator_factory(light_then_1011("reply"), replay_ids="same") as em:
+        await converse_once(em, tool("set_output", light), rec)
+    assert_clean(em)
+    assert rec.reply_text() == "The light is on."
+    first, replayed = em.trace.select("out", kind="toolCall")
+    assert first["ids"] == replayed["ids"]
+    assert calls == 1
+    answers = responses(em)
+    assert [a["ids"] for a in answers] == [first["ids"], first["ids"]]
+    assert answers[0]["size"] == answers[1]["size"]
 
 
 async def test_go_away_mid_turn_reconnects_seamlessly(emulator_factory: EmulatorFactory) -> None:
