@@ -148,6 +148,11 @@ async def _stop(process: asyncio.subprocess.Process) -> int:
     return process.returncode
 
 
+def _tail(log_path: Path) -> str:
+    """The end of the soak daemon's log, for an error that says why it failed."""
+    return log_path.read_text(errors="replace")[-2000:]
+
+
 async def measure(
     workdir: Path,
     minutes: float,
@@ -195,13 +200,20 @@ async def measure(
                 checkpoints = out / "checkpoints.jsonl"
                 # The first request waits for the daemon's first session: said earlier, it
                 # would reach nobody.
-                await until(
-                    lambda: (
-                        bool(em.trace.select("in", kind="setup")) or process.returncode is not None
-                    ),
-                    every=0.2,
-                    within=SLACK_S,
-                )
+                try:
+                    await until(
+                        lambda: (
+                            bool(em.trace.select("in", kind="setup"))
+                            or process.returncode is not None
+                        ),
+                        every=0.2,
+                        within=SLACK_S,
+                    )
+                except TimeoutError:
+                    raise RuntimeError(
+                        f"the soak's daemon opened no session in {SLACK_S:g} s: "
+                        + _tail(workdir / "soak-daemon.log")
+                    ) from None
                 while time.monotonic() < deadline and process.returncode is None:
                     mic.say(utterance)
                     with contextlib.suppress(TimeoutError):
@@ -220,7 +232,7 @@ async def measure(
     points = [r for r in _records(out / "checkpoints.jsonl") if "rss_mib" in r]
     traced = trace_frames > 0
     if not points or not points[-1].get("end"):
-        tail = (workdir / "soak-daemon.log").read_text(errors="replace")[-2000:]
+        tail = _tail(workdir / "soak-daemon.log")
         raise RuntimeError(f"the soak's daemon stopped early (exit {status}): {tail}")
     warm = next(p for p in points if p.get("warm"))
     end = points[-1]
