@@ -116,6 +116,8 @@ class Settings:
     tools: tuple[ToolDeclaration, ...] = ()
     # US dollars per million tokens; None: tokens are counted, not priced.
     prices: Prices | None = None
+    # US dollars a day; past it no session opens until the next day or a long press.
+    daily_budget: float | None = None
 
 
 _between = between
@@ -361,11 +363,21 @@ def _check_pins(path: Path, settings: Settings) -> None:
         used[pin] = key
 
 
-def _prices(data: Any) -> Prices | None:
-    """``[usage] prices``: what the model costs, per million tokens of each kind."""
+def _usage(data: Any) -> tuple[Prices | None, float | None]:
+    """``[usage]``: the prices, and the daily budget they make possible."""
     t = Table("usage", data)
-    raw = t.optional("prices", dict)
+    prices = _prices(t.optional("prices", dict))
+    budget: float | None = t.get(
+        "daily_budget", (int, float), None, _between(0.01, 10_000, "US dollars")
+    )
     t.done()
+    if budget is not None and prices is None:
+        raise t.fail("daily_budget", "needs [usage] prices: a budget is spent in dollars")
+    return prices, None if budget is None else float(budget)
+
+
+def _prices(raw: dict[str, Any] | None) -> Prices | None:
+    """``[usage] prices``: what the model costs, per million tokens of each kind."""
     if raw is None:
         return None
     p = Table("usage.prices", raw)
@@ -413,6 +425,7 @@ def _parse_settings(data: Mapping[str, Any], path: Path) -> Settings:
     mqtt, ha_device, home_assistant, tools = _home_actions(top)
     capture, playback = _audio(top.get("audio", dict, {}))
     daemon = Table("daemon", top.get("daemon", dict, {}))
+    prices, daily_budget = _usage(top.get("usage", dict, {}))
     settings = Settings(
         path=path,
         live=_live(top.get("live", dict, {})),
@@ -435,7 +448,8 @@ def _parse_settings(data: Mapping[str, Any], path: Path) -> Settings:
         ha_device=ha_device,
         home_assistant=home_assistant,
         tools=tools,
-        prices=_prices(top.get("usage", dict, {})),
+        prices=prices,
+        daily_budget=daily_budget,
     )
     daemon.done()
     top.done()

@@ -59,7 +59,7 @@ from services.live.session import (
     LiveSessionFatal,
     SessionEvents,
 )
-from services.live.usage import UsageMeter
+from services.live.usage import DailyBudget, UsageMeter, seconds_until_tomorrow
 from services.tools.actions import build_tools
 from services.tools.gpio import gpio_tools
 from services.tools.ha_device import HaDevice
@@ -138,8 +138,10 @@ class Daemon(SessionEvents):
         observe: Callable[[Observation], None] | None = None,
         supervisor: Supervisor | None = None,
         session: SessionFactory | None = None,
+        clock: Callable[[], dt.datetime] = dt.datetime.now,
     ) -> None:
         self.settings = settings
+        self._clock = clock
         self.source = source
         self.sink = sink
         self.machine = DeviceStateMachine(
@@ -180,6 +182,8 @@ class Daemon(SessionEvents):
             else LiveSession(settings.live, self.tools, api_key, self)
         )
         self.usage = UsageMeter(prices=settings.prices)
+        self.budget = None if settings.daily_budget is None else DailyBudget(settings.daily_budget)
+        self._budget_spent = asyncio.Event()
         self._usage_session: str | None = None
         self.uplink = Uplink(
             self.session,
@@ -234,7 +238,7 @@ class Daemon(SessionEvents):
 
     def health(self) -> Fields:
         """The counters of the periodic health line (and the benchmarks)."""
-        today = self.usage.on(dt.date.today())
+        today = self.usage.on(self._clock().date())
         return health_fields(
             self.source.stats,
             self.sink.stats,
@@ -395,7 +399,7 @@ class Daemon(SessionEvents):
         if self.session.session_id != self._usage_session:
             self._usage_session = self.session.session_id
             self.usage.new_session()
-        turn = self.usage.record(usage, dt.date.today())
+        turn = self.usage.record(usage, self._clock().date())
         today, priced = self.usage.today, self.usage.prices is not None
         log.info(
             "usage: this turn %d tokens in, %d out%s; this conversation %d in, %d out; "
@@ -414,6 +418,69 @@ class Daemon(SessionEvents):
                 "COST_EST": round(turn.cost, 6) if priced else None,
             },
         )
+        if self._spent_budget() is not None:
+            self._budget_spent.set()
+
+    # -- the daily budget ---------------------------------------------------------------------
+    def _spent_budget(self) -> DailyBudget | None:
+        """The budget, if today's is spent."""
+        day = self._clock().date()
+        if self.budget is not None and self.budget.spent(self.usage.on(day), day):
+            return self.budget
+        return None
+
+    async def _session_within_budget(self) -> None:
+        """Run the session until today's budget is spent and the reply that spent it has
+        played; raises :class:`LiveSessionFatal` as ``run()`` does."""
+        self._budget_spent.clear()
+        session = asyncio.create_task(self.session.run(), name="live-run")
+        watch = asyncio.create_task(self._end_once_spent(session), name="budget-watch")
+        try:
+            await asyncio.wait({session})
+        finally:
+            watch.cancel()
+            session.cancel()
+            await asyncio.gather(watch, session, return_exceptions=True)
+        if not session.cancelled():
+            session.result()
+
+    async def _end_once_spent(self, session: asyncio.Task[None]) -> None:
+        await self._budget_spent.wait()
+        # The answer that spent the budget is heard to its end; ending the session first
+        # would flush it mid-word.
+        while self.machine.playing or self.sink.playing:
+            await self.sink.wait_idle()
+            await asyncio.sleep(PLAYBACK_RECHECK_S)
+        session.cancel()
+
+    async def _wait_out_budget(self, budget: DailyBudget) -> None:
+        """Open no session until the next day, or a long press overrides today's budget."""
+        now = self._clock()
+        cause = (
+            f"today's budget of ${budget.limit:.2f} is spent "
+            f"(about ${self.usage.on(now.date()).cost:.2f}): no session opens until tomorrow"
+        )
+        if self.settings.button.pin is not None:
+            cause += "; a long press on the button goes on today"
+        log.warning(
+            "%s",
+            cause,
+            extra={
+                "BUDGET_USD": budget.limit,
+                "COST_TODAY": round(self.usage.today.cost, 6),
+            },
+        )
+        self._retry.clear()
+        self.dispatch(SessionFailed(cause, long_press_retries=True))
+        self.status_line = f"paused: {cause}"
+        try:
+            async with asyncio.timeout(seconds_until_tomorrow(now)):
+                await self._retry.wait()
+        except TimeoutError:
+            log.info("a new day: the budget starts again, opening the session")
+            return
+        budget.override(self._clock().date())
+        log.warning("budget overridden by a long press: sessions open for the rest of today")
 
     # -- tasks ------------------------------------------------------------------------------
     async def _capture(self) -> None:
@@ -425,10 +492,14 @@ class Daemon(SessionEvents):
             self.uplink.take(frame, self.sink.playing)
 
     async def _live(self) -> None:
-        """Keep the session running; after a fatal error, wait for a retry (button press)."""
+        """Keep the session running; after a fatal error, wait for a retry (button press);
+        while today's budget is spent, open none."""
         while True:
+            if (budget := self._spent_budget()) is not None:
+                await self._wait_out_budget(budget)
+                continue
             try:
-                await self.session.run()
+                await self._session_within_budget()
             except LiveSessionFatal as exc:
                 # The closure was already logged with its details; no traceback adds to it.
                 log.error("Live session stopped: %s", exc.report.cause)  # noqa: TRY400

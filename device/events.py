@@ -71,9 +71,13 @@ class Reconnecting:
 
 @dataclass(frozen=True)
 class SessionFailed:
-    """The Live session gave up: retrying cannot help without a change."""
+    """The Live session gave up: retrying cannot help without a change.
+
+    ``long_press_retries``: only a long press retries (a spent budget, which a stray press
+    must not override); otherwise any press does."""
 
     cause: str
+    long_press_retries: bool = False
 
 
 @dataclass(frozen=True)

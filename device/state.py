@@ -76,6 +76,8 @@ class DeviceStateMachine:
         # this long is closed. 0 is disarmed.
         self._quiet_frames = 0
         self._quiet_limit = 0
+        # In ERROR: a press does not retry, a long press does (SessionFailed.long_press_retries).
+        self._long_press_retries = False
 
     @property
     def accepting_audio(self) -> bool:
@@ -147,9 +149,10 @@ class DeviceStateMachine:
                 # A new connection sends nothing more for the turns the old one cut off.
                 self._superseded.clear()
                 return self._go(State.RECONNECTING, ToolLed(False), self._resume_capture())
-            case SessionFailed():
+            case SessionFailed(_, long_press_retries):
                 self._superseded.clear()
                 self._turn_open = False
+                self._long_press_retries = long_press_retries
                 return self._go(
                     State.ERROR,
                     ToolLed(False),
@@ -173,6 +176,8 @@ class DeviceStateMachine:
                     return self._close_turn()
                 return self._stay()
             case LongPress():
+                if self.state is State.ERROR and self._long_press_retries:
+                    return self._go(State.RECONNECTING, RetrySession())
                 if self.mode is ButtonMode.HOLD:
                     # Holding is how a hold-mode user talks; pressing is their interrupt.
                     return self._ignore()
@@ -259,6 +264,8 @@ class DeviceStateMachine:
     def _pressed(self) -> Transition:
         match self.state:
             case State.ERROR:
+                if self._long_press_retries:
+                    return self._ignore()
                 return self._go(State.RECONNECTING, RetrySession())
             case State.RECONNECTING:
                 return self._ignore()

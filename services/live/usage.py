@@ -129,3 +129,25 @@ class UsageMeter:
             self.day = today
             self.today = Tally()
         return self.today
+
+
+@dataclass
+class DailyBudget:
+    """What a day may cost, in US dollars; a long press lets the rest of one day go past it."""
+
+    limit: float
+    overridden_on: dt.date | None = None
+
+    def spent(self, today: Tally, day: dt.date) -> bool:
+        """True once ``today``'s estimated cost reached the limit, unless ``day`` is overridden."""
+        return today.cost >= self.limit and self.overridden_on != day
+
+    def override(self, day: dt.date) -> None:
+        """Open sessions for the rest of ``day`` whatever it costs."""
+        self.overridden_on = day
+
+
+def seconds_until_tomorrow(now: dt.datetime) -> float:
+    """From ``now`` to the next midnight of its (local) calendar."""
+    tomorrow = dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(), now.tzinfo)
+    return (tomorrow - now).total_seconds()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import os
 import time
 from collections.abc import AsyncIterator, Callable
@@ -108,6 +109,7 @@ def rig_factory(
         pace: float = 0.2,
         api_key: str = API_KEY,
         first_state: str = "idle",
+        clock: Callable[[], dt.datetime] = dt.datetime.now,
         **sections: Any,
     ) -> AsyncIterator[Rig]:
         fifo = tmp_path / "mic.fifo"
@@ -129,6 +131,7 @@ def rig_factory(
                 pin_factory=factory,
                 extra_tools=extra_tools,
                 observe=rig.observe,
+                clock=clock,
             )
             stop = asyncio.Event()
             task = asyncio.create_task(rig.daemon.run(stop), name="daemon-under-test")

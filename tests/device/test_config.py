@@ -96,6 +96,14 @@ BAD = [
         "usage.prices.input_text",
         "between",
     ),
+    ("[usage]\ndaily_budget = 1.5\n", "usage.daily_budget", "needs [usage] prices"),
+    (
+        "[usage]\ndaily_budget = 0\nprices = { input_text = 1, input_audio = 1, "
+        "output_text = 1, output_audio = 1 }\n",
+        "usage.daily_budget",
+        "between",
+    ),
+    ("[usage]\ndaily_budget = '2'\n", "usage.daily_budget", "expected"),
     ("[leds]\ntool_pending_pin = 17\n", "leds.tool_pending_pin", "already used by button.pin"),
     ("[[outputs]]\nname = 'a'\npin = 99\n", "outputs[0].pin", ""),
     (

@@ -231,6 +231,19 @@ def test_a_failed_session_shows_error_and_a_press_retries() -> None:
     assert run(m, ButtonPressed()) == [RetrySession(), ShowState(State.RECONNECTING)]
 
 
+@pytest.mark.parametrize("mode", list(ButtonMode))
+def test_a_spent_budget_takes_a_long_press_to_override(mode: ButtonMode) -> None:
+    m = machine(mode)
+    run(m, SessionFailed("today's budget is spent", long_press_retries=True))
+    assert m.state is State.ERROR
+    assert run(m, ButtonPressed(), ButtonReleased()) == []
+    assert m.state is State.ERROR
+    assert run(m, ButtonPressed(), LongPress()) == [RetrySession(), ShowState(State.RECONNECTING)]
+    # The next failure of the ordinary kind takes a press again.
+    run(m, SessionFailed("bad key"))
+    assert run(m, ButtonPressed()) == [RetrySession(), ShowState(State.RECONNECTING)]
+
+
 @pytest.mark.parametrize("state_events", [[], [ButtonPressed()], [ButtonPressed(), SpeechEnded()]])
 def test_unexpected_events_never_raise(state_events: list[Event]) -> None:
     everything: list[Event] = [

@@ -8,7 +8,14 @@ from typing import Any
 import pytest
 from google.genai import types
 
-from services.live.usage import Prices, Tally, UsageMeter, tally_of
+from services.live.usage import (
+    DailyBudget,
+    Prices,
+    Tally,
+    UsageMeter,
+    seconds_until_tomorrow,
+    tally_of,
+)
 
 PRICES = Prices(input_text=0.5, input_audio=3.0, output_text=2.0, output_audio=12.0)
 DAY = dt.date(2026, 12, 2)
@@ -83,3 +90,27 @@ def test_tool_results_the_model_read_count_as_text_input() -> None:
     usage["tool_use_prompt_token_count"] = 50
     tally = tally_of(usage, None)
     assert (tally.prompt_audio, tally.prompt_text) == (800, 250)
+
+
+def test_a_budget_is_spent_at_its_limit_unless_the_day_is_overridden() -> None:
+    day = dt.date(2026, 12, 4)
+    budget = DailyBudget(0.5)
+    assert not budget.spent(Tally(cost=0.49), day)
+    assert budget.spent(Tally(cost=0.5), day)
+    budget.override(day)
+    assert not budget.spent(Tally(cost=9.0), day)
+    # An override lasts the day it was made on.
+    assert budget.spent(Tally(cost=0.5), day + dt.timedelta(days=1))
+
+
+@pytest.mark.parametrize(
+    ("now", "seconds"),
+    [
+        (dt.datetime(2026, 12, 4, 23, 59, 59), 1.0),
+        (dt.datetime(2026, 12, 4, 0, 0, 0), 86_400.0),
+        (dt.datetime(2026, 12, 31, 12, 0, 0, 500_000), 43_199.5),
+        (dt.datetime(2026, 12, 4, 23, 0, tzinfo=dt.UTC), 3_600.0),
+    ],
+)
+def test_seconds_until_tomorrow_reach_the_next_midnight(now: dt.datetime, seconds: float) -> None:
+    assert seconds_until_tomorrow(now) == pytest.approx(seconds)
