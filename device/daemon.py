@@ -158,7 +158,7 @@ class Daemon(SessionEvents):
         self.ha_device = (
             None
             if self.mqtt is None or settings.ha_device is None
-            else HaDevice(settings.ha_device, self.mqtt)
+            else HaDevice(settings.ha_device, self.mqtt, priced=settings.prices is not None)
         )
         self.home_assistant = (
             None if settings.home_assistant is None else HomeAssistant(settings.home_assistant)
@@ -213,6 +213,7 @@ class Daemon(SessionEvents):
         self.indicators.show(State.RECONNECTING)
         if self.ha_device is not None:
             self.ha_device.show_state(State.RECONNECTING.value)
+        self._show_usage()
 
     @property
     def status_line(self) -> str:
@@ -418,8 +419,17 @@ class Daemon(SessionEvents):
                 "COST_EST": round(turn.cost, 6) if priced else None,
             },
         )
+        self._show_usage()
         if self._spent_budget() is not None:
             self._budget_spent.set()
+
+    def _show_usage(self) -> None:
+        if self.ha_device is not None:
+            day = self._clock().date()
+            today = self.usage.on(day)
+            self.ha_device.show_usage(
+                day, today.tokens_in + today.tokens_out, today.cost if self.usage.prices else None
+            )
 
     # -- the daily budget ---------------------------------------------------------------------
     def _spent_budget(self) -> DailyBudget | None:

@@ -123,6 +123,8 @@ class MqttConnection:
         self._kept: dict[str, str] = {}
         self._dirty: dict[str, None] = {}
         self._kick = asyncio.Event()
+        self._all_published = asyncio.Event()  # no kept topic waits to go out
+        self._all_published.set()
 
     @property
     def where(self) -> str:
@@ -207,8 +209,17 @@ class MqttConnection:
         """Publish ``payload`` retained on ``topic`` now (or once connected), and again after
         every reconnect — a broker restarted without persistence forgets retained values."""
         self._kept[topic] = payload
+        # Newest change last: goodbye's "offline" goes out after the state set before it.
+        self._dirty.pop(topic, None)
         self._dirty[topic] = None
+        self._all_published.clear()
         self._kick.set()
+
+    async def wait_published(self) -> None:
+        """Return once the newest value of every kept topic is on the broker;
+        :class:`MqttUnavailable` at once when there is no connection."""
+        self.require()
+        await self._all_published.wait()
 
     # -- the connection ---------------------------------------------------------------------
     def _new_client(self) -> aiomqtt.Client:
@@ -271,6 +282,7 @@ class MqttConnection:
         log.info("connected to the MQTT broker at %s", self.where)
         for topic in self._kept:
             self._dirty[topic] = None
+            self._all_published.clear()
         self._kick.set()
         outbox = asyncio.create_task(self._drain(client), name="mqtt-outbox")
         try:
@@ -296,6 +308,7 @@ class MqttConnection:
                     log.debug("could not publish %s: %s", topic, exc)
                     return
                 _honour_cancellation()
+            self._all_published.set()
 
     def _received(self, message: aiomqtt.Message) -> None:
         topic = message.topic.value

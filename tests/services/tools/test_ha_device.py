@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import socket
 
@@ -14,6 +15,7 @@ from tests.services.tools.mosquitto import Mosquitto
 AVAILABILITY = "pi-live-voice/den/availability"
 STATE = "pi-live-voice/den/state"
 STATUS = "pi-live-voice/den/status"
+USAGE = "pi-live-voice/den/usage"
 
 
 def test_the_device_is_on_by_default_when_mqtt_is_configured() -> None:
@@ -59,8 +61,16 @@ async def test_discovery_availability_and_state_appear_on_the_broker(broker: Mos
         await inbox.wait_for(lambda: inbox.on(AVAILABILITY) == ["online", "offline", "online"])
         await inbox.wait_for(lambda: inbox.on(STATE)[-1:] == ["listening"] and connection.connected)
 
+        # The last state and usage are set just before the goodbye: they still go out, and
+        # before "offline".
+        device.show_state("idle")
+        device.show_usage(dt.date(2026, 12, 4), 1234, None)
         await device.goodbye()
         await inbox.wait_for(lambda: inbox.on(AVAILABILITY)[-1:] == ["offline"])
+    order = [(topic, payload) for topic, payload, _ in inbox.messages]
+    offline = len(order) - 1 - order[::-1].index((AVAILABILITY, "offline"))
+    assert (STATE, "idle") in order[:offline]
+    assert json.loads(inbox.on(USAGE)[-1])["tokens_today"] == 1234
 
     config = json.loads(inbox.on("homeassistant/sensor/den/state/config")[0])
     assert config["state_topic"] == STATE
