@@ -27,6 +27,7 @@ import numpy as np
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State as WsState
 
 from services.emulator import frames, hostile, models, rules
 from services.emulator.activity import EnergyVad, VadSettings
@@ -91,6 +92,8 @@ class Conversation:
     # The call ids each turn's toolCall had, for a replay that keeps them.
     call_ids: dict[int, list[str]] = field(default_factory=dict)
     connections: int = 0
+    # Its connections, to tell whether one is still open when another resumes it.
+    sockets: list[ServerConnection] = field(default_factory=list)
     # Tokens of the context so far, per modality: every turn's prompt is all of it again.
     context_tokens: dict[str, int] = field(default_factory=dict)
 
@@ -224,6 +227,16 @@ class LiveConnection:
                 )
                 return None
             conv = snapshot.conversation
+            if any(ws.state is WsState.OPEN for ws in conv.sockets):
+                # Reported (python-genai and client issues, 2026): resuming while the old
+                # socket is still open ends the new one with 1011. A client must close first.
+                await self._reject(
+                    "resumed-over-open-socket",
+                    rules.CODE_INTERNAL,
+                    f"handle {handle[:12]}… resumed while its conversation's socket is open",
+                    reason=rules.REASON_INTERNAL,
+                )
+                return None
             conv.turn_index = snapshot.turn_index
             conv.replay = snapshot.replay and self.em.settings.resumption == "replay"
             return conv
@@ -273,6 +286,7 @@ class LiveConnection:
             return False
         self.conv = conv
         self.conv.connections += 1
+        conv.sockets = [ws for ws in conv.sockets if ws.state is WsState.OPEN] + [self.ws]
         self._trace(
             "in",
             kind="setup",

@@ -378,6 +378,28 @@ async def test_expired_handles_are_stale(emulator_factory: EmulatorFactory) -> N
     assert info.value.code == 1008
 
 
+async def test_resuming_over_a_still_open_socket_closes_1011_and_after_closing_it_works(
+    emulator_factory: EmulatorFactory,
+) -> None:
+    async with emulator_factory(TOOL_TURN) as em:
+        client = sdk_client(em)
+        async with client.aio.live.connect(model=MODEL, config=declared_config()) as first:
+            update = await next_message(first, "session_resumption_update")
+            handle = update.session_resumption_update.new_handle  # type: ignore[union-attr]
+            config = declared_config()
+            config.session_resumption = types.SessionResumptionConfig(handle=handle)
+            with pytest.raises(errors.APIError) as info:
+                async with client.aio.live.connect(model=MODEL, config=config) as second:
+                    await expect_close(second)
+        assert (info.value.code, info.value.details) == (1011, rules.REASON_INTERNAL)
+        assert [v["rule"] for v in violations(em)] == ["resumed-over-open-socket"]
+        # The first socket closed: the same handle resumes.
+        async with client.aio.live.connect(model=MODEL, config=config) as third:
+            await next_message(third, "session_resumption_update")
+        resumed = [r for r in em.trace.select("in", kind="setup") if r["resumed"]]
+        assert len(resumed) == 1
+
+
 async def test_automatic_mode_detects_a_spoken_turn(emulator_factory: EmulatorFactory) -> None:
     async with emulator_factory({"turns": [{"reply": "hello there"}]}) as em:
         client = sdk_client(em)
