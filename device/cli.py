@@ -58,6 +58,11 @@ def _check_config(args: argparse.Namespace) -> int:
     print(f"profile: {settings.live.profile.name} (model {settings.live.model})")
     for key, reason in plan_setup(settings.live.profile, settings.live.setup_request).left_out:
         print(f"warning: live.{key} will be left out of the setup: {reason}")
+    if settings.daily_budget is not None:
+        print(
+            f"daily budget: ${settings.daily_budget:.2f}: past it no session opens until "
+            "midnight or a long press"
+        )
     if api_key is None:
         print("note: no API key in GEMINI_API_KEY, GOOGLE_API_KEY or $CREDENTIALS_DIRECTORY")
     return _check_transport()

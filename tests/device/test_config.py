@@ -187,3 +187,15 @@ def test_run_without_an_api_key_exits_78(tmp_path: Path) -> None:
     result = cli("run", "--config", str(write(tmp_path, GOOD)))
     assert result.returncode == EX_CONFIG
     assert "no API key" in result.stderr
+
+
+def test_check_config_states_the_daily_budget(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "[usage]\ndaily_budget = 1.5\n"
+        "prices = { input_text = 0.5, input_audio = 3, output_text = 2, output_audio = 12 }\n",
+    )
+    assert load_settings(path).daily_budget == 1.5
+    result = cli("check-config", "--config", str(path))
+    assert result.returncode == 0, result.stderr
+    assert any(line.startswith("daily budget: $1.50:") for line in result.stdout.splitlines())
