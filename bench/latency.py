@@ -31,7 +31,7 @@ from bench import plans
 from bench.probe_runner import child
 from bench.standin import resume_times_ms, standin
 from services.emulator.trace import TraceRecord
-from tests.services.tools.mosquitto import Mosquitto
+from services.testbed.mosquitto import Mosquitto
 
 HANGOVER_MS = 500
 PROBE_LIMIT_S = 900.0

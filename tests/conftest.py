@@ -17,8 +17,8 @@ from google.genai import types
 from services.emulator.background import background_emulator
 from services.emulator.scenario import Scenario, scenario_from_dict
 from services.emulator.server import Emulator, EmulatorSettings
+from services.testbed.mosquitto import Mosquitto
 from tests.alsa_pcms import install_test_pcms
-from tests.services.tools.mosquitto import Mosquitto
 
 API_KEY = "test-key"
 

@@ -16,9 +16,9 @@ import pytest
 
 from services.emulator import frames
 from services.emulator.server import LiveConnection
+from services.testbed.mosquitto import Mosquitto
 from tests.daemon.conftest import RigFactory
 from tests.services.tools.conftest import WAIT_S, watching
-from tests.services.tools.mosquitto import Mosquitto
 
 SET_LIGHT = {"name": "set_light", "args": {"room": "kitchen", "on": True}}
 SCENARIO = {

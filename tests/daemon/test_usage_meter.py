@@ -8,10 +8,10 @@ import logging
 
 import pytest
 
+from services.testbed.mosquitto import Mosquitto
 from tests.daemon.conftest import RigFactory
 from tests.daemon.test_daemon import SCENARIO, assert_clean
 from tests.services.tools.conftest import WAIT_S, watching
-from tests.services.tools.mosquitto import Mosquitto
 
 PRICES = {"input_text": 0.5, "input_audio": 3.0, "output_text": 2.0, "output_audio": 12.0}
 

@@ -6,11 +6,11 @@ import datetime as dt
 import json
 import socket
 
+from services.testbed.mosquitto import Mosquitto
 from services.tools.declarations import parse_mqtt
 from services.tools.ha_device import HaDevice
 from services.tools.mqtt import MqttConnection
 from tests.services.tools.conftest import fast_settings, running, watching
-from tests.services.tools.mosquitto import Mosquitto
 
 AVAILABILITY = "pi-live-voice/den/availability"
 STATE = "pi-live-voice/den/state"

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from services.settings_reader import SettingError
+from services.testbed.mosquitto import Mosquitto
 from services.tools.declarations import parse_tools
 from services.tools.mqtt import MqttConnection
 from tests.services.tools.conftest import fast_settings, registry, running, watching
-from tests.services.tools.mosquitto import Mosquitto
 
 BREAK_OUT = 'hi", "cmd": "unlock_door'
 SAY: dict[str, Any] = {

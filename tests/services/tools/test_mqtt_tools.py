@@ -12,6 +12,7 @@ from typing import Any
 import aiomqtt
 import pytest
 
+from services.testbed.mosquitto import PASSWORD, USERNAME, Mosquitto, make_certificate
 from services.tools.actions import RateLimit
 from services.tools.declarations import parse_mqtt
 from services.tools.mqtt import MqttConnection, MqttSettings
@@ -24,7 +25,6 @@ from tests.services.tools.conftest import (
     running,
     watching,
 )
-from tests.services.tools.mosquitto import PASSWORD, USERNAME, Mosquitto, make_certificate
 
 CONFIRMED_LIGHT = {**SET_LIGHT, "state_topic": "home/${room}/light/state", "state_timeout_s": 1}
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from services.testbed.mosquitto import Mosquitto
 from services.tools.mqtt import MqttConnection
 from services.tools.registry import ARGS_EXCERPT_CHARS, ToolSpec
 from tests.services.tools.conftest import SET_LIGHT, fast_settings, registry, running, watching
-from tests.services.tools.mosquitto import Mosquitto
 
 
 def warnings_of(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:

@@ -1,6 +1,7 @@
-"""A real mosquitto broker for tests: a plain and a TLS+password listener on free loopback ports.
+"""A real mosquitto broker for tests and the bench: a plain and a TLS+password listener on
+free loopback ports.
 
-Started with ``mosquitto -c`` from a config written under the test's directory, stopped by its
+Started with ``mosquitto -c`` from a config written under the caller's directory, stopped by its
 PID. The TLS certificate (for 127.0.0.1) is generated with ``cryptography``; the password file
 is made with ``mosquitto_passwd``.
 """
