@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from device.audio import CaptureSettings, PlaybackSettings
 from device.echo import EchoMode, EchoSettings
 from device.events import ButtonMode
-from device.gpio_settings import ButtonSettings, LedSettings, OutputSettings
+from device.gpio_settings import ButtonSettings, LedSettings, MuteSettings, OutputSettings
 from device.pins import FACTORIES
 from device.vad import StartTrigger, VadSettings
 from services.live.profiles import THINKING_LEVELS, ProfileError, check_request
@@ -102,6 +102,7 @@ class Settings:
     echo: EchoSettings = field(default_factory=EchoSettings)
     gpio: GpioSettings = field(default_factory=GpioSettings)
     button: ButtonSettings = field(default_factory=ButtonSettings)
+    mute: MuteSettings = field(default_factory=MuteSettings)
     leds: LedSettings = field(default_factory=LedSettings)
     outputs: tuple[OutputSettings, ...] = ()
     gpio_tool_timeout_s: float = 2.0
@@ -286,6 +287,17 @@ def _button(data: Any) -> ButtonSettings:
     return settings
 
 
+def _mute(data: Any) -> MuteSettings:
+    t = Table("mute", data)
+    settings = MuteSettings(
+        pin=_pin(t, "pin", None),
+        pull_up=t.get("pull_up", bool, True),
+        bounce_ms=t.get("bounce_ms", int, 30, _between(0, 1000)),
+    )
+    t.done()
+    return settings
+
+
 def _gpio(data: Any) -> GpioSettings:
     t = Table("gpio", data)
     settings = GpioSettings(pin_factory=t.optional("pin_factory", str, _one_of(*FACTORIES)))
@@ -351,6 +363,7 @@ def _check_pins(path: Path, settings: Settings) -> None:
     used: dict[int, str] = {}
     claims = [
         ("button.pin", settings.button.pin),
+        ("mute.pin", settings.mute.pin),
         ("leds.status_pin", settings.leds.status_pin),
         ("leds.tool_pending_pin", settings.leds.tool_pin),
         *((f"outputs[{i}].pin", o.pin) for i, o in enumerate(settings.outputs)),
@@ -435,6 +448,7 @@ def _parse_settings(data: Mapping[str, Any], path: Path) -> Settings:
         echo=_echo(top.get("echo", dict, {})),
         gpio=_gpio(top.get("gpio", dict, {})),
         button=_button(top.get("button", dict, {})),
+        mute=_mute(top.get("mute", dict, {})),
         leds=_leds(top.get("leds", dict, {})),
         outputs=_outputs(path, top.get("outputs", list, [])),
         gpio_tool_timeout_s=float(

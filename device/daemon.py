@@ -32,6 +32,7 @@ from device.events import (
     GateOpened,
     Interrupted,
     ModelAudio,
+    MuteCapture,
     PauseCapture,
     PlaybackIdle,
     Reconnecting,
@@ -44,7 +45,7 @@ from device.events import (
     ToolLed,
     TurnComplete,
 )
-from device.gpio import Indicators, Outputs, TalkButton
+from device.gpio import Indicators, MuteSwitch, Outputs, TalkButton
 from device.health import Fields, HealthReporter, health_fields
 from device.instance import EX_UNAVAILABLE, AlreadyRunning, InstanceLock
 from device.journal import protect
@@ -153,6 +154,8 @@ class Daemon(SessionEvents):
         self.outputs = Outputs(settings.outputs, pin_factory)
         self._pin_factory = pin_factory
         self._button: TalkButton | None = None
+        self._mute_switch: MuteSwitch | None = None
+        self._tool_paused = False  # capture paused for a pending call, apart from the mute
         # Home actions: one MQTT connection and one Home Assistant client for all the tools.
         self.mqtt = None if settings.mqtt is None else MqttConnection(settings.mqtt)
         self.ha_device = (
@@ -325,8 +328,22 @@ class Daemon(SessionEvents):
                 self.indicators.tool_pending(on)
                 self._observe(Observation("tool-led", "on" if on else "off"))
             case PauseCapture(paused):
-                self.source.paused = paused
+                self._tool_paused = paused
+                self.source.paused = paused or self.machine.muted
                 self.uplink.pause(paused, () if paused else self.source.take_gated_levels())
+            case MuteCapture(muted):
+                self.source.paused = muted or self._tool_paused
+                if not muted and not self._tool_paused:
+                    self.source.take_gated_levels()  # muted frames are no room tone to learn
+                self.indicators.muted(muted)
+                self._observe(Observation("mute", "on" if muted else "off"))
+                log.info(
+                    "microphone muted by its switch: nothing is captured or sent"
+                    if muted
+                    else "microphone unmuted",
+                    extra={"MUTED": int(muted)},
+                )
+                self._set_status(self.machine.state)
             case SendActivity():
                 self.uplink.signal(command)
             case FlushPlayback():
@@ -339,6 +356,8 @@ class Daemon(SessionEvents):
         if state is State.TOOL_PENDING:
             names = sorted(set(self.session.pending_tools()))
             self.status_line = f"tool-pending: {', '.join(names)}"
+        elif state is State.IDLE and self.machine.muted:
+            self.status_line = "idle, microphone muted"
         else:
             self.status_line = state.value
         log.info("state: %s", self.status_line, extra={"LIVE_STATE": state.value})
@@ -546,6 +565,10 @@ class Daemon(SessionEvents):
         loop = asyncio.get_running_loop()
         if self.settings.button.pin is not None:
             self._button = TalkButton(self.settings.button, self._pin_factory, self.dispatch, loop)
+        if self.settings.mute.pin is not None:
+            self._mute_switch = MuteSwitch(
+                self.settings.mute, self._pin_factory, self.dispatch, loop
+            )
         try:
             async with self.source, self.sink, asyncio.TaskGroup() as group:
                 tasks = [
@@ -568,6 +591,8 @@ class Daemon(SessionEvents):
         finally:
             if self._button is not None:
                 self._button.close()
+            if self._mute_switch is not None:
+                self._mute_switch.close()
             try:
                 self.outputs.close()
             finally:

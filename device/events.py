@@ -120,6 +120,13 @@ class StreamedFrame:
     in_speech: bool
 
 
+@dataclass(frozen=True)
+class MuteSwitched:
+    """The mute switch was closed (``muted``) or opened."""
+
+    muted: bool
+
+
 Event = (
     ButtonPressed
     | ButtonReleased
@@ -136,6 +143,7 @@ Event = (
     | TurnComplete
     | PlaybackIdle
     | StreamedFrame
+    | MuteSwitched
 )
 
 
@@ -181,10 +189,24 @@ class ToolLed:
 
 
 @dataclass(frozen=True)
+class MuteCapture:
+    """Drop every capture frame at the source, whatever the turn (``muted``), or stop."""
+
+    muted: bool
+
+
+@dataclass(frozen=True)
 class RetrySession:
     """Start the Live session again after a failure."""
 
 
 Command = (
-    StreamCapture | PauseCapture | SendActivity | FlushPlayback | ShowState | ToolLed | RetrySession
+    StreamCapture
+    | PauseCapture
+    | MuteCapture
+    | SendActivity
+    | FlushPlayback
+    | ShowState
+    | ToolLed
+    | RetrySession
 )

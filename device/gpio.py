@@ -16,8 +16,16 @@ from typing import Any
 from gpiozero import LED, PWMLED, Button, OutputDevice, PWMOutputDevice
 from gpiozero.exc import PinPWMUnsupported
 
-from device.events import ButtonMode, ButtonPressed, ButtonReleased, Event, LongPress, State
-from device.gpio_settings import ButtonSettings, LedSettings, OutputSettings
+from device.events import (
+    ButtonMode,
+    ButtonPressed,
+    ButtonReleased,
+    Event,
+    LongPress,
+    MuteSwitched,
+    State,
+)
+from device.gpio_settings import ButtonSettings, LedSettings, MuteSettings, OutputSettings
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +52,9 @@ PATTERNS: dict[State, Pattern] = {
 # A non-blocking tool call is running: a long-on blink, unlike thinking's fast one. Shown only
 # where the device would otherwise look idle or thinking; listening and speaking come first.
 BACKGROUND_TOOL = Pattern("blink", on_s=0.6, off_s=0.2)
+# The microphone is muted: a short flash every three seconds, shown where the device would
+# otherwise look idle (and above a running tool's pattern: privacy is the first thing to see).
+MUTED = Pattern("blink", on_s=0.05, off_s=2.95)
 _BACKGROUND_OVER = (State.IDLE, State.THINKING)
 
 
@@ -64,12 +75,15 @@ class StatusLed:
         if not self.pwm:
             self._led = LED(pin, pin_factory=factory)
 
-    def show(self, state: State, background: bool = False) -> None:
-        """Switch to ``state``'s pattern, or to the running-tool one where it takes over."""
+    def show(self, state: State, background: bool = False, muted: bool = False) -> None:
+        """Switch to ``state``'s pattern, or to the muted or running-tool one where it takes
+        over."""
         self.showing = state
         pattern = PATTERNS[state]
         if background and state in _BACKGROUND_OVER:
             pattern = BACKGROUND_TOOL
+        if muted and state is State.IDLE:
+            pattern = MUTED
         self.pattern = pattern
         led = self._led
         if pattern.style == "steady":
@@ -139,6 +153,34 @@ class TalkButton:
         self._button.close()
 
 
+class MuteSwitch:
+    """The microphone's mute switch: closing and opening it become events on the loop."""
+
+    def __init__(
+        self,
+        settings: MuteSettings,
+        factory: Any,
+        post: Callable[[Event], None],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        assert settings.pin is not None
+        self._switch = Button(
+            settings.pin,
+            pull_up=settings.pull_up,
+            bounce_time=settings.bounce_ms / 1000 or None,
+            pin_factory=factory,
+        )
+        self._switch.when_pressed = lambda: loop.call_soon_threadsafe(post, MuteSwitched(True))
+        self._switch.when_released = lambda: loop.call_soon_threadsafe(post, MuteSwitched(False))
+        if self._switch.is_pressed:
+            # Closed at start: the device starts muted, before any frame is read.
+            post(MuteSwitched(True))
+
+    def close(self) -> None:
+        """Release the pin."""
+        self._switch.close()
+
+
 class Outputs:
     """The GPIO outputs declared in the config; nothing else can be driven."""
 
@@ -202,12 +244,19 @@ class Indicators:
         )
         self._state = State.RECONNECTING
         self._background = False
+        self._muted = False
 
     def show(self, state: State) -> None:
         """Show the device state."""
         self._state = state
         if self.status is not None:
-            self.status.show(state, self._background)
+            self.status.show(state, self._background, self._muted)
+
+    def muted(self, on: bool) -> None:
+        """The microphone is muted (or no longer): the status LED says so where idle."""
+        if on != self._muted:
+            self._muted = on
+            self.show(self._state)
 
     def tool_running(self, on: bool) -> None:
         """A non-blocking call is running (or none is any more): the status LED says so; the

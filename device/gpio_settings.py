@@ -22,6 +22,15 @@ class ButtonSettings:
 
 
 @dataclass(frozen=True)
+class MuteSettings:
+    """The microphone's mute switch; ``pin`` None means none. Closed (pressed) is muted."""
+
+    pin: int | None = None
+    pull_up: bool = True
+    bounce_ms: int = 30
+
+
+@dataclass(frozen=True)
 class LedSettings:
     """The status LED (PWM patterns where the pin allows) and the dedicated tool-pending LED."""
 

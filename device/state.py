@@ -21,6 +21,8 @@ from device.events import (
     Interrupted,
     LongPress,
     ModelAudio,
+    MuteCapture,
+    MuteSwitched,
     PauseCapture,
     PlaybackIdle,
     Reconnecting,
@@ -78,11 +80,19 @@ class DeviceStateMachine:
         self._quiet_limit = 0
         # In ERROR: a press does not retry, a long press does (SessionFailed.long_press_retries).
         self._long_press_retries = False
+        # The mute switch: an overlay on every state, not a state. Nothing is captured, no
+        # turn opens; the model may still finish speaking.
+        self._muted = False
 
     @property
     def accepting_audio(self) -> bool:
         """Should model audio go to the speaker? Not after the user cancelled the reply."""
         return not self._discard_reply and self.state not in (State.ERROR, State.RECONNECTING)
+
+    @property
+    def muted(self) -> bool:
+        """Is the microphone muted by its switch?"""
+        return self._muted
 
     @property
     def playing(self) -> bool:
@@ -166,6 +176,8 @@ class DeviceStateMachine:
                 return self._gate_opened()
             case StreamedFrame(in_speech):
                 return self._streamed(in_speech)
+            case MuteSwitched(muted):
+                return self._mute(muted)
         if self.state is State.TOOL_PENDING:
             return self._while_pending(event)
         match event:
@@ -261,7 +273,29 @@ class DeviceStateMachine:
                 return self._stay(FlushPlayback())
         return self._ignore()
 
+    def _mute(self, muted: bool) -> Transition:
+        if muted == self._muted:
+            return self._stay()
+        self._muted = muted
+        if not muted:
+            return self._stay(MuteCapture(False))
+        commands: list[Command] = [MuteCapture(True)]
+        if not self._turn_open:
+            return self._stay(*commands)
+        # The turn ends where the user muted it. The model has heard what came before and
+        # answers it as usual: dropping the answer while its tool calls still act would hide
+        # what the device did.
+        self._turn_open = False
+        commands += [SendActivity(False), StreamCapture(False)]
+        if self.state is State.TOOL_PENDING:
+            # The session's gate holds the activityEnd back and sends it once open.
+            self._resume_to = State.THINKING
+            return self._stay(*commands)
+        return self._go(State.THINKING, *commands)
+
     def _pressed(self) -> Transition:
+        if self._muted and self.state is not State.ERROR:
+            return self._ignore()
         match self.state:
             case State.ERROR:
                 if self._long_press_retries:
@@ -288,6 +322,8 @@ class DeviceStateMachine:
         return self._go(State.IDLE, *commands)
 
     def _speech_started(self) -> Transition:
+        if self._muted:
+            return self._ignore()
         if self.mode is not ButtonMode.ALWAYS:
             return self._stay() if self.state is State.LISTENING else self._ignore()
         match self.state:

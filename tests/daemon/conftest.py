@@ -28,6 +28,7 @@ LIGHT_PIN = 5
 BUTTON_PIN = 17
 STATUS_PIN = 22
 TOOL_PIN = 27
+MUTE_PIN = 23
 
 
 @pytest.fixture(scope="session")

@@ -105,6 +105,9 @@ BAD = [
     ),
     ("[usage]\ndaily_budget = '2'\n", "usage.daily_budget", "expected"),
     ("[leds]\ntool_pending_pin = 17\n", "leds.tool_pending_pin", "already used by button.pin"),
+    ("[mute]\npin = 17\n", "mute.pin", "already used by button.pin"),
+    ("[mute]\npin = true\n", "mute.pin", "or false"),
+    ("[mute]\nlatching = true\n", "mute.latching", "unknown key"),
     ("[[outputs]]\nname = 'a'\npin = 99\n", "outputs[0].pin", ""),
     (
         "[[outputs]]\nname = 'a'\npin = 5\n[[outputs]]\nname = 'a'\npin = 6\n",

@@ -16,6 +16,8 @@ from device.events import (
     Interrupted,
     LongPress,
     ModelAudio,
+    MuteCapture,
+    MuteSwitched,
     PauseCapture,
     PlaybackIdle,
     Reconnecting,
@@ -244,6 +246,50 @@ def test_a_spent_budget_takes_a_long_press_to_override(mode: ButtonMode) -> None
     assert run(m, ButtonPressed()) == [RetrySession(), ShowState(State.RECONNECTING)]
 
 
+@pytest.mark.parametrize("mode", list(ButtonMode))
+def test_muting_mid_turn_ends_it_and_no_turn_opens_while_muted(mode: ButtonMode) -> None:
+    m = machine(mode, ButtonPressed() if mode is not ButtonMode.ALWAYS else SpeechStarted())
+    assert m.streaming
+    commands = run(m, MuteSwitched(True))
+    assert commands == [
+        MuteCapture(True),
+        SendActivity(False),
+        StreamCapture(False),
+        ShowState(State.THINKING),
+    ]
+    assert m.muted
+    # What was said before muting is answered, as any turn.
+    assert run(m, ModelAudio()) == [ShowState(State.SPEAKING)]
+    assert m.accepting_audio
+    run(m, TurnComplete(), PlaybackIdle())
+    assert m.state is State.IDLE
+    # Neither the button nor the VAD opens a turn while muted.
+    assert run(m, ButtonPressed(), ButtonReleased(), SpeechStarted()) == []
+    assert m.state is State.IDLE
+    assert run(m, MuteSwitched(True)) == []  # a bounce repeats nothing
+    assert run(m, MuteSwitched(False)) == [MuteCapture(False)]
+    commands = run(m, ButtonPressed() if mode is not ButtonMode.ALWAYS else SpeechStarted())
+    assert activity(commands) == [True]
+
+
+def test_muting_while_a_call_is_pending_ends_the_turn_once_the_gate_opens() -> None:
+    m = machine(ButtonMode.ALWAYS, SpeechStarted(), CALL)
+    assert m.state is State.TOOL_PENDING
+    commands = run(m, MuteSwitched(True))
+    # The activityEnd is queued behind the gate (the session holds it), never sent early.
+    assert commands == [MuteCapture(True), SendActivity(False), StreamCapture(False)]
+    assert ShowState(State.THINKING) in run(m, GateOpened())
+    assert m.muted
+
+
+def test_a_muted_device_still_plays_the_reply_in_progress() -> None:
+    m = machine(ButtonMode.PRESS, ButtonPressed(), SpeechEnded(), ModelAudio())
+    assert m.state is State.SPEAKING
+    assert run(m, MuteSwitched(True)) == [MuteCapture(True)]
+    assert m.state is State.SPEAKING
+    assert m.accepting_audio
+
+
 @pytest.mark.parametrize("state_events", [[], [ButtonPressed()], [ButtonPressed(), SpeechEnded()]])
 def test_unexpected_events_never_raise(state_events: list[Event]) -> None:
     everything: list[Event] = [
@@ -257,6 +303,8 @@ def test_unexpected_events_never_raise(state_events: list[Event]) -> None:
         TurnComplete(),
         PlaybackIdle(),
         GateOpened(),
+        MuteSwitched(True),
+        MuteSwitched(False),
     ]
     for mode in ButtonMode:
         for event in everything:
