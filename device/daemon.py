@@ -71,6 +71,14 @@ from services.tools.registry import ToolRegistry, ToolSpec
 log = logging.getLogger(__name__)
 
 PLAYBACK_RECHECK_S = 0.02
+# What a reload (SIGHUP) applies at once, and what it only reports as needing a restart: every
+# setting is in one of the two.
+APPLIED_ON_RELOAD = ("vad", "echo", "health_interval_s")
+RESTART_TO_APPLY = (
+    *("live", "capture", "playback", "gpio", "button", "mute", "leds", "outputs"),
+    *("mqtt", "ha_device", "home_assistant", "tools", "prices", "daily_budget"),
+    *("ready_timeout_s", "gpio_tool_timeout_s", "gpio_tool_behavior", "gpio_tool_scheduling"),
+)
 
 
 class Supervisor(Protocol):
@@ -274,21 +282,8 @@ class Daemon(SessionEvents):
             )
             return []
         old = self.settings
-        live = {"vad", "echo", "health_interval_s"}
-        changed = [
-            name
-            for name in (
-                *("live", "capture", "playback", "gpio", "button", "leds", "outputs"),
-                *("mqtt", "ha_device", "home_assistant", "tools", "prices", "ready_timeout_s"),
-            )
-            if getattr(new, name) != getattr(old, name)
-        ]
-        changed += [
-            name
-            for name in ("gpio_tool_timeout_s", "gpio_tool_behavior", "gpio_tool_scheduling")
-            if getattr(new, name) != getattr(old, name)
-        ]
-        self.settings = replace(old, **{name: getattr(new, name) for name in live})
+        changed = [name for name in RESTART_TO_APPLY if getattr(new, name) != getattr(old, name)]
+        self.settings = replace(old, **{name: getattr(new, name) for name in APPLIED_ON_RELOAD})
         self.machine.hangover_ms = new.vad.hangover_ms
         self.uplink.reload(
             new.vad if new.vad != old.vad else None, new.echo if new.echo != old.echo else None

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 from typing import Any
 
 import pytest
 
+from device.config import Settings
+from device.daemon import APPLIED_ON_RELOAD, RESTART_TO_APPLY
 from device.events import State
 from device.gpio import BACKGROUND_TOOL, PATTERNS
 from services.tools.registry import ToolSpec
@@ -299,3 +302,9 @@ async def test_after_a_mid_utterance_call_the_turn_ends_once_the_vad_hears_silen
     # The VAD restarts when the gate opens: its hang-over of silence (400 ms, 20 frames) ends
     # the turn, with a few frames for the hand-over to the session.
     assert len(after_gate) <= 20 + 5
+
+
+def test_a_reload_applies_or_reports_every_setting() -> None:
+    names = {f.name for f in dataclasses.fields(Settings)} - {"path"}
+    assert set(APPLIED_ON_RELOAD).isdisjoint(RESTART_TO_APPLY)
+    assert names == set(APPLIED_ON_RELOAD) | set(RESTART_TO_APPLY)
