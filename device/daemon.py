@@ -41,6 +41,7 @@ from device.events import (
     SessionFailed,
     ShowState,
     State,
+    StreamCapture,
     ToolCallStarted,
     ToolLed,
     TurnComplete,
@@ -71,6 +72,12 @@ from services.tools.registry import ToolRegistry, ToolSpec
 log = logging.getLogger(__name__)
 
 PLAYBACK_RECHECK_S = 0.02
+# Where the microphone's audio goes, for the journal and Home Assistant.
+MICROPHONE_WORDS = {
+    "sending": "audio is being sent to the service",
+    "local": "heard on this device only, nothing is sent",
+    "muted": "muted by its switch, nothing is captured or sent",
+}
 # What a reload (SIGHUP) applies at once, and what it only reports as needing a restart: every
 # setting is in one of the two.
 APPLIED_ON_RELOAD = ("vad", "echo", "health_interval_s")
@@ -164,6 +171,7 @@ class Daemon(SessionEvents):
         self._button: TalkButton | None = None
         self._mute_switch: MuteSwitch | None = None
         self._tool_paused = False  # capture paused for a pending call, apart from the mute
+        self._microphone = ""  # the last MICROPHONE_WORDS key said
         # Home actions: one MQTT connection and one Home Assistant client for all the tools.
         self.mqtt = None if settings.mqtt is None else MqttConnection(settings.mqtt)
         self.ha_device = (
@@ -225,6 +233,7 @@ class Daemon(SessionEvents):
         if self.ha_device is not None:
             self.ha_device.show_state(State.RECONNECTING.value)
         self._show_usage()
+        self._show_microphone()
 
     @property
     def status_line(self) -> str:
@@ -332,13 +341,10 @@ class Daemon(SessionEvents):
                     self.source.take_gated_levels()  # muted frames are no room tone to learn
                 self.indicators.muted(muted)
                 self._observe(Observation("mute", "on" if muted else "off"))
-                log.info(
-                    "microphone muted by its switch: nothing is captured or sent"
-                    if muted
-                    else "microphone unmuted",
-                    extra={"MUTED": int(muted)},
-                )
+                self._show_microphone()
                 self._set_status(self.machine.state)
+            case StreamCapture():
+                self._show_microphone()
             case SendActivity():
                 self.uplink.signal(command)
             case FlushPlayback():
@@ -346,6 +352,17 @@ class Daemon(SessionEvents):
                 self._observe(Observation("flush", "playback flushed"))
             case RetrySession():
                 self._retry.set()
+
+    def _show_microphone(self) -> None:
+        """Say, once per change, where the microphone's audio goes."""
+        where = "sending" if self.machine.streaming else "local"
+        if self.machine.muted:
+            where = "muted"
+        if where != self._microphone:
+            self._microphone = where
+            log.info("microphone: %s", MICROPHONE_WORDS[where], extra={"MICROPHONE": where})
+            if self.ha_device is not None:
+                self.ha_device.show_microphone(where)
 
     def _set_status(self, state: State) -> None:
         if state is State.TOOL_PENDING:

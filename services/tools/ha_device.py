@@ -2,7 +2,8 @@
 
 The connection's last will marks the device ``offline`` (retained) when it vanishes; every
 connection announces ``online``. The daemon's state (idle, listening, thinking, speaking,
-tool-pending, reconnecting, error) and its one-line status go to retained topics, and MQTT
+tool-pending, reconnecting, error), its one-line status and where the microphone's audio goes
+(``sending`` to the service, ``local``: heard here only, ``muted``) go to retained topics, and MQTT
 discovery messages make Home Assistant create the matching sensors on its own. So does the
 day's usage: tokens, and with prices the estimated cost, as sensors that start again each
 day (``last_reset`` is the day's start, so Home Assistant's statistics sum the days). Everything
@@ -52,6 +53,7 @@ class HaDevice:
         self.state_topic = f"{base}/state"
         self.status_topic = f"{base}/status"
         self.usage_topic = f"{base}/usage"
+        self.microphone_topic = f"{base}/microphone"
         connection.will = aiomqtt.Will(self.availability_topic, "offline", qos=1, retain=True)
         if settings.discovery:
             for topic, config in self.discovery_messages():
@@ -59,8 +61,8 @@ class HaDevice:
         connection.keep_published(self.availability_topic, "online")
 
     def discovery_messages(self) -> list[tuple[str, dict[str, Any]]]:
-        """(topic, config) of each entity: state, status, tokens today and (priced) cost
-        today."""
+        """(topic, config) of each entity: state, status, microphone, tokens today and
+        (priced) cost today."""
         node = self.settings.node_id
         device = {
             "identifiers": [f"pi_live_voice_{node}"],
@@ -131,6 +133,16 @@ class HaDevice:
                     "icon": "mdi:information-outline",
                 },
             ),
+            (
+                f"{prefix}/sensor/{node}/microphone/config",
+                {
+                    **common,
+                    "name": "Microphone",
+                    "unique_id": f"{node}_microphone",
+                    "state_topic": self.microphone_topic,
+                    "icon": "mdi:microphone-message",
+                },
+            ),
             *usage,
         ]
 
@@ -141,6 +153,11 @@ class HaDevice:
     def show_status(self, text: str) -> None:
         """Publish the daemon's one-line status (retained); never waits."""
         self._connection.keep_published(self.status_topic, text[:MAX_STATE_CHARS])
+
+    def show_microphone(self, where: str) -> None:
+        """Publish where the microphone's audio goes (``sending``, ``local``, ``muted``;
+        retained); never waits."""
+        self._connection.keep_published(self.microphone_topic, where)
 
     def show_usage(self, day: dt.date, tokens: int, cost: float | None) -> None:
         """Publish ``day``'s usage so far (retained); never waits."""

@@ -125,3 +125,5 @@ async def test_the_model_switches_a_light_over_mqtt_and_hears_its_confirmed_stat
     assert states[-1] == "idle"
     assert device.on("pi-live-voice/e2e/availability")[:1] == ["online"]
     assert "tool-pending: set_light" in device.on("pi-live-voice/e2e/status")
+    # And whether the microphone's audio was going to the service.
+    assert device.on("pi-live-voice/e2e/microphone") == ["local", "sending", "local"]

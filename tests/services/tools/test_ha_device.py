@@ -79,6 +79,8 @@ async def test_discovery_availability_and_state_appear_on_the_broker(broker: Mos
     assert config["device"]["identifiers"] == ["pi_live_voice_den"]
     status = json.loads(inbox.on("homeassistant/sensor/den/status/config")[0])
     assert status["state_topic"] == STATUS
+    microphone = json.loads(inbox.on("homeassistant/sensor/den/microphone/config")[0])
+    assert microphone["state_topic"] == "pi-live-voice/den/microphone"
     assert inbox.on(STATE)[0] == "idle"
     assert connection.connects == 2
 
