@@ -291,6 +291,8 @@ class DeviceStateMachine:
             # The session's gate holds the activityEnd back and sends it once open.
             self._resume_to = State.THINKING
             return self._stay(*commands)
+        if self.state is not State.LISTENING:
+            return self._stay(*commands)  # reconnecting: the new connection has no turn open
         return self._go(State.THINKING, *commands)
 
     def _pressed(self) -> Transition:

@@ -282,6 +282,17 @@ def test_muting_while_a_call_is_pending_ends_the_turn_once_the_gate_opens() -> N
     assert m.muted
 
 
+def test_muting_while_reconnecting_mid_turn_reconnects_to_idle() -> None:
+    m = machine(ButtonMode.ALWAYS, SpeechStarted(), Reconnecting(0.1, "1011"))
+    assert m.state is State.RECONNECTING
+    assert run(m, MuteSwitched(True)) == [
+        MuteCapture(True),
+        SendActivity(False),
+        StreamCapture(False),
+    ]
+    assert run(m, Connected()) == [ShowState(State.IDLE)]
+
+
 def test_a_muted_device_still_plays_the_reply_in_progress() -> None:
     m = machine(ButtonMode.PRESS, ButtonPressed(), SpeechEnded(), ModelAudio())
     assert m.state is State.SPEAKING
