@@ -41,6 +41,13 @@ def declared_config(manual: bool = True) -> types.LiveConnectConfig:
     return live_config(manual, tools=("set_output", "slow"))
 
 
+def resuming(handle: str | None) -> types.LiveConnectConfig:
+    """:func:`declared_config` resuming the conversation ``handle`` names."""
+    config = declared_config()
+    config.session_resumption = types.SessionResumptionConfig(handle=handle)
+    return config
+
+
 async def next_message(session: AsyncSession, want: str) -> types.LiveServerMessage:
     """Receive until a message whose ``want`` field is set (bounded in time)."""
     async with asyncio.timeout(10):
@@ -352,8 +359,7 @@ async def test_a_never_issued_handle_closes_1007_invalid_session_handle(
 ) -> None:
     async with emulator_factory(TOOL_TURN) as em:
         client = sdk_client(em)
-        config = declared_config()
-        config.session_resumption = types.SessionResumptionConfig(handle="no-such-handle")
+        config = resuming("no-such-handle")
         with pytest.raises(errors.APIError) as info:
             async with client.aio.live.connect(model=MODEL, config=config):
                 pass
@@ -370,8 +376,7 @@ async def test_expired_handles_are_stale(emulator_factory: EmulatorFactory) -> N
             handle = update.session_resumption_update.new_handle  # type: ignore[union-attr]
             await user_turn(session)
             await next_message(session, "server_content")
-        config = declared_config()
-        config.session_resumption = types.SessionResumptionConfig(handle=handle)
+        config = resuming(handle)
         with pytest.raises(errors.APIError) as info:
             async with client.aio.live.connect(model=MODEL, config=config):
                 pass
@@ -386,8 +391,7 @@ async def test_resuming_over_a_still_open_socket_closes_1011_and_after_closing_i
         async with client.aio.live.connect(model=MODEL, config=declared_config()) as first:
             update = await next_message(first, "session_resumption_update")
             handle = update.session_resumption_update.new_handle  # type: ignore[union-attr]
-            config = declared_config()
-            config.session_resumption = types.SessionResumptionConfig(handle=handle)
+            config = resuming(handle)
             with pytest.raises(errors.APIError) as info:
                 async with client.aio.live.connect(model=MODEL, config=config) as second:
                     await expect_close(second)
@@ -512,8 +516,7 @@ async def test_a_session_resumes_after_1011_and_finishes_the_turn(
                                 handle = update.new_handle
         assert (info.value.code, info.value.details) == (1011, rules.REASON_INTERNAL)
         assert handle is not None
-        config = declared_config()
-        config.session_resumption = types.SessionResumptionConfig(handle=handle)
+        config = resuming(handle)
         async with client.aio.live.connect(model=MODEL, config=config) as session:
             call = await next_message(session, "tool_call")
             calls = call.tool_call.function_calls or []  # type: ignore[union-attr]
