@@ -497,9 +497,10 @@ class Daemon(SessionEvents):
     async def _wait_out_budget(self, budget: DailyBudget) -> None:
         """Open no session until the next day, or a long press overrides today's budget."""
         now = self._clock()
+        cost = self.usage.on(now.date()).cost
         cause = (
             f"today's budget of ${budget.limit:.2f} is spent "
-            f"(about ${self.usage.on(now.date()).cost:.2f}): no session opens until tomorrow"
+            f"(about ${cost:.2f}): no session opens until tomorrow"
         )
         if self.settings.button.pin is not None:
             cause += "; a long press on the button goes on today"
@@ -508,7 +509,7 @@ class Daemon(SessionEvents):
             cause,
             extra={
                 "BUDGET_USD": budget.limit,
-                "COST_TODAY": round(self.usage.today.cost, 6),
+                "COST_TODAY": round(cost, 6),
             },
         )
         self._retry.clear()

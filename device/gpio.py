@@ -106,6 +106,13 @@ class StatusLed:
         self._led.close()
 
 
+def _input(pin: int, pull_up: bool, bounce_ms: int, factory: Any, hold_s: float = 1.0) -> Button:
+    """A contact on ``pin`` (the button, the mute switch); 0 ms of bounce turns debouncing off.
+    ``hold_s`` matters only where a long press is listened for (gpiozero's default, 1 s)."""
+    bounce_s = bounce_ms / 1000 or None
+    return Button(pin, pull_up=pull_up, bounce_time=bounce_s, hold_time=hold_s, pin_factory=factory)
+
+
 class TalkButton:
     """The talk button: press, release and long press become events on the loop."""
 
@@ -117,12 +124,8 @@ class TalkButton:
         loop: asyncio.AbstractEventLoop,
     ) -> None:
         assert settings.pin is not None
-        self._button = Button(
-            settings.pin,
-            pull_up=settings.pull_up,
-            bounce_time=settings.bounce_ms / 1000 or None,
-            hold_time=settings.long_press_s,
-            pin_factory=factory,
+        self._button = _input(
+            settings.pin, settings.pull_up, settings.bounce_ms, factory, settings.long_press_s
         )
         self._held = False
 
@@ -164,12 +167,7 @@ class MuteSwitch:
         loop: asyncio.AbstractEventLoop,
     ) -> None:
         assert settings.pin is not None
-        self._switch = Button(
-            settings.pin,
-            pull_up=settings.pull_up,
-            bounce_time=settings.bounce_ms / 1000 or None,
-            pin_factory=factory,
-        )
+        self._switch = _input(settings.pin, settings.pull_up, settings.bounce_ms, factory)
         self._switch.when_pressed = lambda: loop.call_soon_threadsafe(post, MuteSwitched(True))
         self._switch.when_released = lambda: loop.call_soon_threadsafe(post, MuteSwitched(False))
         if self._switch.is_pressed:
