@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPin
 
+from bench.waiting import until
 from device.events import MuteSwitched
 from device.gpio import MUTED, PATTERNS, MuteSwitch
 from device.gpio_settings import MuteSettings
@@ -21,13 +21,6 @@ POLL_S = 0.02
 FRAME_BYTES = 640  # 20 ms of 16 kHz mono s16le
 
 
-async def polled(done: Callable[[], bool], within: float = 15.0) -> None:
-    """Wait for state no observation announces (frame counters, the stand-in's trace)."""
-    async with asyncio.timeout(within):
-        while not done():  # noqa: ASYNC110 - a capture thread and the stand-in's own thread
-            await asyncio.sleep(POLL_S)
-
-
 def said_microphone(caplog: pytest.LogCaptureFixture) -> list[str]:
     """Where the journal said the microphone's audio went, in order."""
     return [getattr(r, "MICROPHONE", "") for r in caplog.records if hasattr(r, "MICROPHONE")]
@@ -38,7 +31,9 @@ async def spoken_and_read(rig: Rig, speech: bytes) -> None:
     rig.mic.say(speech)
     await asyncio.to_thread(rig.mic.idle.wait, 15)
     read = rig.daemon.source.stats.frames_in
-    await polled(lambda: rig.daemon.source.stats.frames_in >= read + FRAMES_AFTER)
+    await until(
+        lambda: rig.daemon.source.stats.frames_in >= read + FRAMES_AFTER, every=POLL_S, within=15
+    )
 
 
 async def test_a_muted_mic_sends_nothing_shows_it_and_unmuted_works_again(
